@@ -1,0 +1,32 @@
+/** One converted item on its way into a mailbox. */
+export interface DeliveryItem {
+  /** `[a-z0-9]` token unique per source message; the writer's idempotency key within a folder. */
+  key: string;
+  /** Message-ID without angle brackets. */
+  messageId: string;
+  /** Message time: file time in Maildir, INTERNALDATE over IMAP. */
+  date: Date;
+  raw: Buffer;
+}
+
+export interface DeliveryReceipt {
+  /** Where the item is, in the writer's terms (Maildir file name, IMAP `uidvalidity:uid`, Graph id). */
+  ref: string;
+  /** True when the item was already in the folder and nothing was written. */
+  duplicate: boolean;
+}
+
+/** A mail store that files items into `INBOX → Symphony` of a mailbox. */
+export interface MailboxWriter {
+  readonly kind: 'maildir' | 'imap' | 'graph';
+  /** Checks the destination is reachable and writable. */
+  verify(signal?: AbortSignal): Promise<void>;
+  /**
+   * Files one item into the mailbox's archive folder, creating the folder when missing. Idempotent by
+   * `item.key`: an item already in the folder is not written again and comes back with `duplicate: true`.
+   */
+  append(mailbox: string, item: DeliveryItem, signal?: AbortSignal): Promise<DeliveryReceipt>;
+  /** Makes every append so far durable; the ledger records deliveries only after this returns. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,9 @@
+/** Durable holding area for converted items between conversion and delivery (and for retries). */
+export interface Stager {
+  readonly kind: 'local';
+  /** Stores bytes durably and returns their reference (content-addressed: hex SHA-256). */
+  put(raw: Buffer): Promise<string>;
+  get(ref: string): Promise<Buffer>;
+  /** Removes an item once every copy of it is delivered; removing a missing item is not an error. */
+  remove(ref: string): Promise<void>;
+}
