@@ -1,0 +1,79 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { ConvertInput } from '../../src/convert/converter.ts';
+import type { V4Message } from '../../src/source/symphony/api-types.ts';
+
+export const FIXTURE_DIR = fileURLToPath(new URL('../fixtures/convert/', import.meta.url));
+
+export const OPTIONS = { messageIdDomain: 'archive.example.com', syntheticDomain: 'symphony.invalid' } as const;
+
+/** Fixture files hold a ConvertInput whose attachment contents are base64 strings (JSON has no Buffer). */
+interface FixtureFile extends Omit<ConvertInput, 'attachments' | 'options'> {
+  attachments: { id: string; name: string; contentBase64: string }[];
+}
+
+export function loadFixture(name: string): ConvertInput {
+  const file = JSON.parse(readFileSync(`${FIXTURE_DIR}${name}.json`, 'utf8')) as FixtureFile;
+  return {
+    ...file,
+    attachments: file.attachments.map((a) => ({
+      id: a.id,
+      name: a.name,
+      content: Buffer.from(a.contentBase64, 'base64'),
+    })),
+    options: { ...OPTIONS },
+  };
+}
+
+export const ALICE = { userId: '7215545078461', displayName: 'Alice Martin', email: 'alice.martin@bank.example' };
+export const BOB = { userId: '344147139494862', displayName: 'Bob Chen', email: 'bob.chen@bank.example' };
+export const CAROL = { userId: '68719476737', firstName: 'Carol', lastName: 'Ng' };
+
+/** A plain ROOM message from Alice to Bob and Carol; tests override what they need. */
+export function baseInput(overrides: Partial<V4Message> = {}, rest: Partial<ConvertInput> = {}): ConvertInput {
+  const message: V4Message = {
+    messageId: 'E_U_0jnuzmQcBOr1CIGPqX___ouMNdY5bQ',
+    timestamp: 1599670462918,
+    message: '<div data-format="PresentationML" data-version="2.0"><p>Hello, World!</p></div>',
+    data: null,
+    attachments: null,
+    user: { userId: 7215545078461, displayName: 'Alice Martin', email: 'alice.martin@bank.example' },
+    stream: { streamId: 'gXFV8vN37dNqjojYS_y2wX___o2KxfmUdA', streamType: 'ROOM', roomName: 'Rates Desk' },
+    ...overrides,
+  };
+  return {
+    message,
+    conversation: { id: 'gXFV8vN37dNqjojYS_y2wX___o2KxfmUdA', type: 'ROOM', name: 'Rates Desk' },
+    sender: ALICE,
+    participants: [ALICE, BOB, CAROL],
+    attachments: [],
+    options: { ...OPTIONS },
+    ...rest,
+  };
+}
+
+/** The header section of a raw message, unfolded (RFC 5322 §2.2.3), one entry per field. */
+export function headerLines(raw: Buffer): string[] {
+  const text = raw.toString('latin1');
+  const end = text.indexOf('\r\n\r\n');
+  return text
+    .slice(0, end)
+    .replace(/\r\n[ \t]/g, ' ')
+    .split('\r\n');
+}
+
+export function countHeader(raw: Buffer, name: string): number {
+  const prefix = `${name.toLowerCase()}:`;
+  return headerLines(raw).filter((l) => l.toLowerCase().startsWith(prefix)).length;
+}
+
+/** RFC 5322 §2.1.1 / §2.3: CRLF only, no line over 998 octets, no NUL. */
+export function assertWireFormat(raw: Buffer): string | undefined {
+  const text = raw.toString('latin1');
+  if (/[^\r]\n|^\n/.test(text)) return 'bare LF';
+  if (/\r(?!\n)/.test(text)) return 'bare CR';
+  if (text.includes('\0')) return 'NUL';
+  const long = text.split('\r\n').find((l) => l.length > 998);
+  if (long !== undefined) return `line of ${long.length} octets`;
+  return undefined;
+}
