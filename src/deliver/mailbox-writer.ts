@@ -26,6 +26,11 @@ export interface MailboxWriter {
    * `item.key`: an item already in the folder is not written again and comes back with `duplicate: true`.
    */
   append(mailbox: string, item: DeliveryItem, signal?: AbortSignal): Promise<DeliveryReceipt>;
+  /**
+   * Counts the items of the mailbox's archive folder by key, for reconciliation against the source
+   * (reliability.md §1.2: count-backs, not "probably fine"). A key seen twice is a duplicate.
+   */
+  inventory?(mailbox: string, signal?: AbortSignal): Promise<Map<string, number>>;
   /** Makes every append so far durable; the ledger records deliveries only after this returns. */
   flush(): Promise<void>;
   close(): Promise<void>;
