@@ -33,3 +33,8 @@ export function userIdOf(value: unknown): string | undefined {
   if (typeof value === 'string' && /^\d{1,20}$/.test(value.trim())) return value.trim();
   return undefined;
 }
+
+/** The Message-ID (without angle brackets) of a Symphony message; the same in every mailbox it is filed to. */
+export function messageIdFor(messageId: string, domain: string): string {
+  return `sym.${idToken(messageId)}@${domain}`;
+}

@@ -1,0 +1,97 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Config, ConnectorConfig, DestinationConfig } from './config/schema.ts';
+import { createSymphonyMimeConverter } from './convert/index.ts';
+import { AppError } from './core/errors.ts';
+import type { Logger } from './core/logger.ts';
+import { runCycle, type CycleProgress, type CycleReport } from './core/pipeline.ts';
+import type { MailboxWriter } from './deliver/mailbox-writer.ts';
+import { createMaildirWriter } from './deliver/maildir/index.ts';
+import { createSymphonySource } from './source/symphony/index.ts';
+import { createLocalStager } from './stage/local/index.ts';
+import { openSqliteStore } from './store/sqlite/index.ts';
+import type { StateStore } from './store/state-store.ts';
+
+type DestinationFactory<K extends DestinationConfig['kind']> = (
+  config: Extract<DestinationConfig, { kind: K }>,
+  deps: { logger: Logger },
+) => MailboxWriter;
+
+/** Every destination kind maps to its factory here, checked at compile time (style.md §4.2). */
+export const DESTINATIONS: { [K in DestinationConfig['kind']]: DestinationFactory<K> } = {
+  maildir: (config, deps) => createMaildirWriter({ root: config.root, folder: config.folder }, deps),
+};
+
+export function createWriter(config: DestinationConfig, deps: { logger: Logger }): MailboxWriter {
+  const factory = DESTINATIONS[config.kind] as DestinationFactory<typeof config.kind>;
+  return factory(config, deps);
+}
+
+export function statePath(dataDir: string): string {
+  return join(dataDir, 'state.db');
+}
+
+export function openStore(dataDir: string): StateStore {
+  return openSqliteStore(statePath(dataDir));
+}
+
+async function readPrivateKey(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    // The path is configuration, not a secret; the file's content never appears in an error.
+    throw new AppError('ERR_CONFIG_INVALID', `cannot read the bot private key file ${path}`, {
+      cause: (err as NodeJS.ErrnoException).code,
+    });
+  }
+}
+
+/** Runs one archive cycle for one connector of a validated config. */
+export async function runConnector(
+  config: Config,
+  connector: ConnectorConfig,
+  deps: { logger: Logger; store: StateStore; onProgress?: (p: CycleProgress) => void; signal?: AbortSignal },
+): Promise<CycleReport> {
+  const { source: s } = connector;
+  const podHost = new URL(s.podUrl).hostname;
+  await deps.store.ensureConnector({
+    id: connector.id,
+    name: connector.name ?? connector.id,
+    sourceKind: s.kind,
+    destinationKind: connector.destination.kind,
+  });
+  const source = createSymphonySource(
+    {
+      podUrl: s.podUrl,
+      agentUrl: s.agentUrl ?? s.podUrl,
+      keyManagerUrl: s.keyManagerUrl ?? s.podUrl,
+      username: s.username,
+      privateKeyPem: await readPrivateKey(s.privateKeyPath),
+      pageSize: s.pageSize,
+    },
+    { logger: deps.logger },
+  );
+  try {
+    return await runCycle(
+      {
+        connectorId: connector.id,
+        source,
+        converter: createSymphonyMimeConverter(),
+        stager: createLocalStager({ root: join(config.dataDir, 'staging', connector.id) }),
+        writer: createWriter(connector.destination, { logger: deps.logger }),
+        store: deps.store,
+        logger: deps.logger,
+        mapping: connector.mapping,
+        convert: {
+          messageIdDomain: connector.convert.messageIdDomain ?? `symphony.${podHost}`.toLowerCase(),
+          syntheticDomain: connector.convert.syntheticDomain,
+        },
+        maxAttempts: connector.delivery.maxAttempts,
+        ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
+      },
+      deps.signal,
+    );
+  } finally {
+    await source.close();
+  }
+}

@@ -1,0 +1,58 @@
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { AppError } from '../../core/errors.ts';
+import { startSymphonyEmulator } from '../../emulator/symphony/index.ts';
+
+export interface EmulatorSymphonyOptions {
+  port: number;
+  host: string;
+  seed: number;
+  users: number;
+  streams: number;
+  messages: number;
+  botUsername: string;
+  botPublicKey?: string;
+  botPrivateKeyOut: string;
+}
+
+async function publicKey(o: EmulatorSymphonyOptions): Promise<string> {
+  if (o.botPublicKey) {
+    try {
+      return createPublicKey(await readFile(o.botPublicKey, 'utf8')).export({ type: 'spki', format: 'pem' }) as string;
+    } catch (err) {
+      throw new AppError('ERR_INPUT_INVALID', `${o.botPublicKey} is not a readable RSA public key`, { cause: err });
+    }
+  }
+  const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const out = resolve(o.botPrivateKeyOut);
+  await writeFile(out, pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+  process.stdout.write(`bot private key written to ${out}\n`);
+  return pair.publicKey.export({ type: 'spki', format: 'pem' }) as string;
+}
+
+export async function emulatorSymphonyCommand(o: EmulatorSymphonyOptions): Promise<number> {
+  const emulator = await startSymphonyEmulator({
+    host: o.host,
+    port: o.port,
+    seed: o.seed,
+    users: o.users,
+    streams: o.streams,
+    messages: o.messages,
+    botUsername: o.botUsername,
+    botPublicKeyPem: await publicKey(o),
+  });
+  const truth = emulator.groundTruth();
+  process.stdout.write(
+    `Symphony emulator serving ${truth.streams} conversations and ${truth.messages} messages at ${emulator.url}\n` +
+      `  pod ${emulator.url}/pod, agent ${emulator.url}/agent, login ${emulator.url}/login, key manager ${emulator.url}/relay\n` +
+      `  ground truth (what each mailbox should receive): ${emulator.url}/emulator/ground-truth\n` +
+      `  bot username: ${o.botUsername}. Ctrl-C stops.\n`,
+  );
+  await new Promise<void>((done) => {
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+  });
+  await emulator.close();
+  return 0;
+}

@@ -1,0 +1,499 @@
+import type { ConvertOptions, Converter, ConvertedItem } from '../convert/converter.ts';
+import type { DeliveryItem, MailboxWriter } from '../deliver/mailbox-writer.ts';
+import { resolveMailbox, type MappingConfig } from '../mapping/index.ts';
+import type { Source, SourceStats } from '../source/source.ts';
+import type { V4Message, V4User } from '../source/symphony/api-types.ts';
+import type { Stager } from '../stage/stager.ts';
+import {
+  emptyCounts,
+  type LedgerRow,
+  type PageCommit,
+  type QuarantineRow,
+  type RunCounts,
+  type RunEvent,
+  type RunRow,
+  type StateStore,
+} from '../store/state-store.ts';
+import { AppError, isAppError, reasonOf } from './errors.ts';
+import { canonicalId, idToken, messageIdFor, userIdOf } from './ids.ts';
+import type { Logger } from './logger.ts';
+import {
+  START_CURSOR,
+  advanceCursor,
+  type AttachmentContent,
+  type Conversation,
+  type Cursor,
+  type Person,
+  type SourceMessage,
+} from './types.ts';
+
+export interface CycleDeps {
+  connectorId: string;
+  source: Source;
+  converter: Converter;
+  stager: Stager;
+  writer: MailboxWriter;
+  store: StateStore;
+  logger: Logger;
+  mapping: MappingConfig;
+  convert: ConvertOptions;
+  /** Delivery attempts per copy before it is left failed for an operator. */
+  maxAttempts: number;
+  onProgress?: (progress: CycleProgress) => void;
+}
+
+export interface CycleProgress {
+  streamsTotal: number;
+  streamsDone: number;
+  counts: RunCounts;
+}
+
+export interface CycleReport {
+  run: RunRow;
+  source: SourceStats;
+  durationMs: number;
+}
+
+/** A copy to write: the ledger row it will settle and the item it carries. */
+interface Copy {
+  row: LedgerRow;
+  item: DeliveryItem;
+}
+
+const TERMINAL = new Set(['delivered', 'unmapped']);
+
+function personFromV4User(user: V4User | undefined): Person | undefined {
+  const userId = userIdOf(user?.userId);
+  if (!userId || !user) return undefined;
+  const p: Person = { userId };
+  if (user.email) p.email = user.email;
+  if (user.displayName) p.displayName = user.displayName;
+  if (user.firstName) p.firstName = user.firstName;
+  if (user.lastName) p.lastName = user.lastName;
+  if (user.username) p.username = user.username;
+  return p;
+}
+
+/**
+ * One archive cycle of one connector: read every conversation past its checkpoint, convert each message,
+ * stage it, file a copy into the mailbox of every participant, then record the outcome and move the
+ * checkpoint in one transaction. Writers are idempotent by message key and the ledger is written before and
+ * after each write, so a cycle killed at any point and run again files every item exactly once
+ * (destinations.md §6, reliability.md §1.5).
+ */
+export class ArchiveCycle {
+  readonly #d: CycleDeps;
+  readonly #signal: AbortSignal | undefined;
+  readonly #counts = emptyCounts();
+  readonly #reportedUsers = new Set<string>();
+  #runId = 0;
+  #streamsTotal = 0;
+  #streamsDone = 0;
+  #streamErrors = 0;
+
+  constructor(deps: CycleDeps, signal?: AbortSignal) {
+    this.#d = deps;
+    this.#signal = signal;
+  }
+
+  async run(): Promise<CycleReport> {
+    const started = performance.now();
+    const { store, connectorId, logger } = this.#d;
+    this.#runId = await store.startRun(connectorId);
+    const log = logger.child({ connectorId, runId: this.#runId });
+    log.info('cycle started');
+    let run: RunRow;
+    try {
+      await this.#d.source.check(this.#signal);
+      await this.#d.writer.verify(this.#signal);
+      await this.#redeliver();
+      await this.#sweep(log);
+      run = await store.finishRun(
+        this.#runId,
+        this.#streamErrors ? 'failed' : 'succeeded',
+        this.#streamErrors
+          ? `${this.#streamErrors} conversation(s) could not be read; see the run's events`
+          : undefined,
+      );
+    } catch (err) {
+      const aborted = isAppError(err, 'ERR_ABORTED') || this.#signal?.aborted;
+      run = await store.finishRun(this.#runId, aborted ? 'interrupted' : 'failed', reasonOf(err));
+      log.error({ reason: reasonOf(err) }, 'cycle ended early');
+      throw Object.assign(err instanceof Error ? err : new Error(String(err)), { run });
+    } finally {
+      await this.#d.writer.close();
+    }
+    log.info({ ...this.#counts }, 'cycle finished');
+    return { run, source: this.#d.source.stats(), durationMs: performance.now() - started };
+  }
+
+  #check(): void {
+    if (this.#signal?.aborted) throw new AppError('ERR_ABORTED', 'cycle cancelled');
+  }
+
+  #progress(): void {
+    this.#d.onProgress?.({
+      streamsTotal: this.#streamsTotal,
+      streamsDone: this.#streamsDone,
+      counts: { ...this.#counts },
+    });
+  }
+
+  #add(delta: Partial<RunCounts>): Partial<RunCounts> {
+    for (const [k, v] of Object.entries(delta) as [keyof RunCounts, number][]) this.#counts[k] += v;
+    return delta;
+  }
+
+  /** Copies planned by a run that died before recording them, and failed copies still worth another try. */
+  async #redeliver(): Promise<void> {
+    const { store, connectorId, stager, maxAttempts } = this.#d;
+    const rows = [...(await store.pendingCopies(connectorId)), ...(await store.failedCopies(connectorId, maxAttempts))];
+    const byRef = new Map<string, LedgerRow[]>();
+    for (const r of rows) byRef.set(r.stagedRef ?? '', [...(byRef.get(r.stagedRef ?? '') ?? []), r]);
+    for (const [ref, group] of byRef) {
+      this.#check();
+      let raw: Buffer | undefined;
+      try {
+        if (ref) raw = await stager.get(ref);
+      } catch (err) {
+        this.#d.logger.warn({ ref, reason: reasonOf(err) }, 'staged item unreadable');
+      }
+      const copies: Copy[] = [];
+      const settled: LedgerRow[] = [];
+      for (const row of group) {
+        if (!raw) {
+          settled.push({
+            ...row,
+            status: 'failed',
+            attempts: maxAttempts,
+            reason: 'staged copy is missing or damaged',
+          });
+          continue;
+        }
+        copies.push({
+          row,
+          item: {
+            key: idToken(row.messageId),
+            messageId: messageIdFor(row.messageId, this.#d.convert.messageIdDomain),
+            date: new Date(row.messageTs),
+            raw,
+          },
+        });
+      }
+      const { rows: delivered, events, counts } = await this.#deliver(copies);
+      await store.commit({
+        connectorId,
+        runId: this.#runId,
+        ledger: [...settled, ...delivered],
+        quarantined: [],
+        released: [],
+        events,
+        counts: this.#add(counts),
+      });
+      if (ref && delivered.every((r) => r.status === 'delivered')) await stager.remove(ref);
+    }
+  }
+
+  async #sweep(log: Logger): Promise<void> {
+    const { source, store, connectorId } = this.#d;
+    const conversations: Conversation[] = [];
+    for await (const c of source.conversations(this.#signal)) conversations.push(c);
+    const quarantine = new Map<string, QuarantineRow[]>();
+    for (const q of await store.quarantined(connectorId))
+      quarantine.set(q.streamId, [...(quarantine.get(q.streamId) ?? []), q]);
+    const known = new Set(conversations.map((c) => c.id));
+    for (const streamId of quarantine.keys()) {
+      if (!known.has(streamId)) conversations.push({ id: streamId, type: 'UNLISTED' });
+    }
+    this.#streamsTotal = conversations.length;
+    this.#add({ streams: conversations.length });
+    this.#progress();
+    for (const conversation of conversations) {
+      this.#check();
+      try {
+        await this.#archiveConversation(conversation, quarantine.get(conversation.id) ?? []);
+      } catch (err) {
+        if (isAppError(err, 'ERR_ABORTED') || isAppError(err, 'ERR_SOURCE_AUTH') || isAppError(err, 'ERR_STORE_IO'))
+          throw err;
+        if (isAppError(err) && err.code.startsWith('ERR_SINK') && !err.retryable) throw err;
+        this.#streamErrors += 1;
+        log.warn({ streamId: conversation.id, reason: reasonOf(err) }, 'conversation skipped this cycle');
+        await store.commit({
+          connectorId,
+          runId: this.#runId,
+          ledger: [],
+          quarantined: [],
+          released: [],
+          events: [{ level: 'error', kind: 'stream-unreadable', itemId: conversation.id, reason: reasonOf(err) }],
+          counts: {},
+        });
+      }
+      this.#streamsDone += 1;
+      this.#progress();
+    }
+  }
+
+  async #archiveConversation(conversation: Conversation, quarantined: QuarantineRow[]): Promise<void> {
+    const { source, store, connectorId } = this.#d;
+    const saved = await store.checkpoint(connectorId, conversation.id);
+    const nothingNew =
+      saved?.drainedThrough != null &&
+      conversation.lastMessageDate !== undefined &&
+      saved.drainedThrough === conversation.lastMessageDate;
+    if (nothingNew && !quarantined.length) return;
+
+    const members = new Map((await source.members(conversation, this.#signal)).map((p) => [p.userId, p]));
+    if (quarantined.length) {
+      const retry: SourceMessage[] = [];
+      for (const q of quarantined) {
+        const raw = JSON.parse(q.raw) as V4Message;
+        retry.push({ id: q.messageId, streamId: q.streamId, timestamp: q.messageTs, raw });
+      }
+      await this.#archiveBatch(conversation, members, retry, undefined, true);
+    }
+    if (nothingNew) return;
+    let cursor = saved?.cursor ?? START_CURSOR;
+    for await (const page of source.messages(conversation.id, cursor, this.#signal)) {
+      cursor = advanceCursor(
+        cursor,
+        page.map((m) => m.timestamp),
+      );
+      await this.#archiveBatch(conversation, members, page, cursor, false);
+    }
+    if (conversation.lastMessageDate !== undefined) {
+      await store.commit({
+        connectorId,
+        runId: this.#runId,
+        checkpoint: { streamId: conversation.id, cursor, drainedThrough: conversation.lastMessageDate },
+        ledger: [],
+        quarantined: [],
+        released: [],
+        events: [],
+        counts: {},
+      });
+    }
+  }
+
+  /** Senders who are no longer members are looked up in the directory, then taken from the message itself. */
+  async #senders(members: Map<string, Person>, messages: SourceMessage[]): Promise<Map<string, Person>> {
+    const missing = [
+      ...new Set(
+        messages.map((m) => userIdOf(m.raw.user?.userId)).filter((id): id is string => !!id && !members.has(id)),
+      ),
+    ];
+    if (!missing.length) return new Map();
+    try {
+      return await this.#d.source.users(missing, this.#signal);
+    } catch (err) {
+      if (isAppError(err, 'ERR_ABORTED') || isAppError(err, 'ERR_SOURCE_AUTH')) throw err;
+      this.#d.logger.warn({ reason: reasonOf(err) }, 'directory lookup failed; using the names on the messages');
+      return new Map();
+    }
+  }
+
+  async #attachments(m: SourceMessage): Promise<AttachmentContent[]> {
+    const out: AttachmentContent[] = [];
+    for (const a of m.raw.attachments ?? []) {
+      const content = await this.#d.source.attachment(m.streamId, m.id, a.id, this.#signal);
+      if (typeof a.size === 'number' && content.length !== a.size) {
+        throw new AppError(
+          'ERR_SOURCE_ATTACHMENT',
+          `attachment ${a.id} has ${content.length} bytes, the message says ${a.size}`,
+          { retryable: true },
+        );
+      }
+      out.push({ id: a.id, name: a.name, content });
+    }
+    return out;
+  }
+
+  /**
+   * Converts, stages and delivers one batch, then commits its ledger rows, quarantine entries and (for a
+   * page read past the checkpoint) the new cursor together.
+   */
+  async #archiveBatch(
+    conversation: Conversation,
+    members: Map<string, Person>,
+    messages: SourceMessage[],
+    cursor: Cursor | undefined,
+    retry: boolean,
+  ): Promise<void> {
+    const { store, connectorId, converter, stager, mapping } = this.#d;
+    const ledger = await store.ledger(
+      connectorId,
+      messages.map((m) => m.id),
+    );
+    const senders = await this.#senders(members, messages);
+    const events: RunEvent[] = [];
+    const quarantined: QuarantineRow[] = [];
+    const released: string[] = [];
+    const settled: LedgerRow[] = [];
+    const copies: Copy[] = [];
+    const counts: Partial<RunCounts> = {
+      messages: retry ? 0 : messages.length,
+      duplicates: 0,
+      unmapped: 0,
+      warnings: 0,
+    };
+    const stagedRefs = new Map<string, string>();
+
+    for (const m of messages) {
+      this.#check();
+      const existing = ledger.get(m.id);
+      const userId = userIdOf(m.raw.user?.userId);
+      const sender = (userId && (members.get(userId) ?? senders.get(userId))) || personFromV4User(m.raw.user);
+      const participants = [...members.values()];
+      if (sender && !members.has(sender.userId)) participants.push(sender);
+
+      const mailboxes = new Map<string, Person | undefined>();
+      const unmapped: { person: Person; reason: string }[] = [];
+      for (const p of participants) {
+        const r = resolveMailbox(p, mapping);
+        if ('mailbox' in r) mailboxes.set(r.mailbox, p);
+        else unmapped.push({ person: p, reason: r.unmapped });
+      }
+      if (unmapped.length && mapping.catchAll) mailboxes.set(mapping.catchAll, undefined);
+
+      const open = [...mailboxes.keys()].filter((mb) => !TERMINAL.has(existing?.get(mb)?.status ?? ''));
+      const newUnmapped = unmapped.filter((u) => !existing?.has(`unmapped:${u.person.userId}`));
+      counts.duplicates! += mailboxes.size - open.length;
+      if (!open.length && !newUnmapped.length) {
+        if (retry) released.push(m.id);
+        continue;
+      }
+
+      let converted: ConvertedItem;
+      try {
+        if (!sender) throw new AppError('ERR_CONVERT_FAILED', 'the message has no author user id');
+        converted = await converter.convert({
+          message: m.raw,
+          conversation,
+          sender,
+          participants,
+          attachments: await this.#attachments(m),
+          options: this.#d.convert,
+        });
+      } catch (err) {
+        if (isAppError(err, 'ERR_ABORTED') || isAppError(err, 'ERR_SOURCE_AUTH')) throw err;
+        quarantined.push({
+          messageId: m.id,
+          streamId: m.streamId,
+          messageTs: m.timestamp,
+          reason: reasonOf(err),
+          raw: JSON.stringify(m.raw),
+          attempts: 1,
+        });
+        events.push({ level: 'error', kind: 'quarantined', itemId: m.id, reason: reasonOf(err) });
+        continue;
+      }
+      if (retry) released.push(m.id);
+      for (const w of converted.warnings)
+        events.push({ level: 'warning', kind: 'conversion', itemId: m.id, reason: w });
+      counts.warnings! += converted.warnings.length;
+
+      for (const { person, reason } of newUnmapped) {
+        counts.unmapped! += 1;
+        settled.push(this.#row(m, `unmapped:${person.userId}`, 'unmapped', person.userId, null, reason));
+        if (!this.#reportedUsers.has(person.userId)) {
+          this.#reportedUsers.add(person.userId);
+          events.push({ level: 'warning', kind: 'unmapped-user', itemId: person.userId, reason });
+        }
+      }
+      if (!open.length) continue;
+      const ref = await stager.put(converted.raw);
+      stagedRefs.set(m.id, ref);
+      const item: DeliveryItem = {
+        key: idToken(m.id),
+        messageId: converted.messageId,
+        date: converted.date,
+        raw: converted.raw,
+      };
+      for (const mb of open) {
+        const prev = existing?.get(mb);
+        const row = this.#row(m, mb, 'pending', mailboxes.get(mb)?.userId ?? null, ref, null);
+        copies.push({ row: { ...row, attempts: prev?.attempts ?? 0 }, item });
+      }
+    }
+
+    await store.plan(
+      connectorId,
+      this.#runId,
+      copies.map((c) => c.row),
+    );
+    const delivered = await this.#deliver(copies);
+    const commit: PageCommit = {
+      connectorId,
+      runId: this.#runId,
+      ledger: [...settled, ...delivered.rows],
+      quarantined,
+      released,
+      events: [...events, ...delivered.events],
+      counts: this.#add({ ...counts, ...delivered.counts, quarantined: quarantined.length }),
+    };
+    if (cursor) commit.checkpoint = { streamId: conversation.id, cursor };
+    await store.commit(commit);
+
+    const failedMessages = new Set(delivered.rows.filter((r) => r.status !== 'delivered').map((r) => r.messageId));
+    for (const [id, ref] of stagedRefs) if (!failedMessages.has(id)) await stager.remove(ref);
+    this.#progress();
+  }
+
+  #row(
+    m: SourceMessage,
+    mailbox: string,
+    status: LedgerRow['status'],
+    userId: string | null,
+    stagedRef: string | null,
+    reason: string | null,
+  ): LedgerRow {
+    return {
+      messageId: m.id,
+      mailbox,
+      streamId: canonicalId(m.streamId),
+      messageTs: m.timestamp,
+      status,
+      userId,
+      stagedRef,
+      receipt: null,
+      reason,
+      attempts: 0,
+    };
+  }
+
+  /** Writes each copy, then flushes the writer so every receipt returned is durable before it is recorded. */
+  async #deliver(copies: Copy[]): Promise<{ rows: LedgerRow[]; events: RunEvent[]; counts: Partial<RunCounts> }> {
+    const rows: LedgerRow[] = [];
+    const events: RunEvent[] = [];
+    const counts = { delivered: 0, duplicates: 0, failed: 0 };
+    for (const { row, item } of copies) {
+      this.#check();
+      try {
+        const receipt = await this.#d.writer.append(row.mailbox, item, this.#signal);
+        rows.push({ ...row, status: 'delivered', receipt: receipt.ref, reason: null, attempts: row.attempts + 1 });
+        counts[receipt.duplicate ? 'duplicates' : 'delivered'] += 1;
+      } catch (err) {
+        if (isAppError(err, 'ERR_ABORTED')) throw err;
+        const permanent = isAppError(err) && !err.retryable && err.code === 'ERR_SINK_REJECTED';
+        rows.push({
+          ...row,
+          status: 'failed',
+          reason: reasonOf(err),
+          attempts: permanent ? this.#d.maxAttempts : row.attempts + 1,
+        });
+        counts.failed += 1;
+        events.push({
+          level: 'error',
+          kind: 'delivery-failed',
+          itemId: `${row.messageId} → ${row.mailbox}`,
+          reason: reasonOf(err),
+        });
+      }
+    }
+    await this.#d.writer.flush();
+    return { rows, events, counts };
+  }
+}
+
+export function runCycle(deps: CycleDeps, signal?: AbortSignal): Promise<CycleReport> {
+  return new ArchiveCycle(deps, signal).run();
+}

@@ -1,0 +1,114 @@
+import type { Cursor } from '../core/types.ts';
+
+export type LedgerStatus = 'pending' | 'delivered' | 'failed' | 'unmapped';
+export type RunStatus = 'running' | 'succeeded' | 'failed' | 'interrupted';
+
+export interface RunCounts {
+  streams: number;
+  messages: number;
+  delivered: number;
+  duplicates: number;
+  failed: number;
+  unmapped: number;
+  quarantined: number;
+  warnings: number;
+}
+
+export function emptyCounts(): RunCounts {
+  return { streams: 0, messages: 0, delivered: 0, duplicates: 0, failed: 0, unmapped: 0, quarantined: 0, warnings: 0 };
+}
+
+export interface RunRow extends RunCounts {
+  id: number;
+  connectorId: string;
+  startedAt: string;
+  finishedAt: string | null;
+  status: RunStatus;
+  error: string | null;
+}
+
+export interface LedgerRow {
+  messageId: string;
+  mailbox: string;
+  streamId: string;
+  messageTs: number;
+  status: LedgerStatus;
+  userId: string | null;
+  stagedRef: string | null;
+  receipt: string | null;
+  reason: string | null;
+  attempts: number;
+}
+
+export interface QuarantineRow {
+  messageId: string;
+  streamId: string;
+  messageTs: number;
+  reason: string;
+  raw: string;
+  attempts: number;
+}
+
+export interface RunEvent {
+  level: 'info' | 'warning' | 'error';
+  kind: string;
+  itemId?: string;
+  reason: string;
+}
+
+export interface StoredEvent extends RunEvent {
+  id: number;
+  runId: number;
+  at: string;
+}
+
+export interface StoredCheckpoint {
+  cursor: Cursor;
+  /** The stream's `lastMessageDate` when it was last read to the end. */
+  drainedThrough: number | null;
+}
+
+/** Everything one page of messages changed, committed atomically with the stream's new cursor. */
+export interface PageCommit {
+  connectorId: string;
+  runId: number;
+  /** Absent when the page only retried older items and must not move the cursor. */
+  checkpoint?: { streamId: string; cursor: Cursor; drainedThrough?: number };
+  ledger: LedgerRow[];
+  quarantined: QuarantineRow[];
+  /** Message ids whose quarantine is over (they went through this time). */
+  released: string[];
+  events: RunEvent[];
+  counts: Partial<RunCounts>;
+}
+
+/**
+ * Durable state of the archiver: connectors, per-stream checkpoints, the (message, mailbox) ledger,
+ * quarantine, runs and their events. One implementation today (SQLite); the seam keeps PostgreSQL possible.
+ */
+export interface StateStore {
+  ensureConnector(connector: { id: string; name: string; sourceKind: string; destinationKind: string }): Promise<void>;
+  /**
+   * Opens a run. Runs left `running` by a process that no longer exists become `interrupted`;
+   * a live one makes this throw `ERR_STORE_LOCKED` (one writer per connector, destinations.md §6.3).
+   */
+  startRun(connectorId: string): Promise<number>;
+  finishRun(runId: number, status: Exclude<RunStatus, 'running'>, error?: string): Promise<RunRow>;
+  checkpoint(connectorId: string, streamId: string): Promise<StoredCheckpoint | undefined>;
+  /** Ledger rows of the given messages, keyed by message id then mailbox. */
+  ledger(connectorId: string, messageIds: readonly string[]): Promise<Map<string, Map<string, LedgerRow>>>;
+  /** Records the copies about to be written, before any is written (ignored where a row already exists). */
+  plan(connectorId: string, runId: number, rows: readonly LedgerRow[]): Promise<void>;
+  commit(page: PageCommit): Promise<void>;
+  /** Copies whose delivery failed and may be tried again. */
+  failedCopies(connectorId: string, maxAttempts: number): Promise<LedgerRow[]>;
+  /** Copies planned by an earlier run that ended before recording their outcome. */
+  pendingCopies(connectorId: string): Promise<LedgerRow[]>;
+  quarantined(connectorId: string): Promise<QuarantineRow[]>;
+  runs(connectorId: string, limit?: number): Promise<RunRow[]>;
+  run(runId: number): Promise<RunRow | undefined>;
+  events(runId: number): Promise<StoredEvent[]>;
+  /** Ledger rows in a run (the downloadable import log). */
+  runLedger(runId: number): Promise<LedgerRow[]>;
+  close(): Promise<void>;
+}
