@@ -68,6 +68,9 @@ export async function runConnector(
       username: s.username,
       privateKeyPem: await readPrivateKey(s.privateKeyPath),
       pageSize: s.pageSize,
+      requestTimeoutMs: s.requestTimeoutMs,
+      maxRetries: s.maxRetries,
+      backoffBaseMs: s.backoffBaseMs,
     },
     { logger: deps.logger },
   );
@@ -87,6 +90,7 @@ export async function runConnector(
           syntheticDomain: connector.convert.syntheticDomain,
         },
         maxAttempts: connector.delivery.maxAttempts,
+        concurrency: connector.delivery.concurrency,
         ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
       },
       deps.signal,

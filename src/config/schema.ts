@@ -2,15 +2,28 @@ import { z } from 'zod';
 
 const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
 
-/** https everywhere; plain http only to loopback, for the bundled emulator (reliability.md §4.3–4.4). */
+function urlOf(value: string): URL | undefined {
+  try {
+    return new URL(value);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * https everywhere; plain http only to loopback, for the bundled emulator (reliability.md §4.3–4.4). The
+ * refinements also run when `.url()` already failed (zod 4 checks continue), so they skip unparsable values.
+ */
 const serviceUrl = z
   .string()
   .url()
   .refine((u) => {
-    const url = new URL(u);
-    return url.protocol === 'https:' || (url.protocol === 'http:' && LOOPBACK.test(url.hostname));
+    const url = urlOf(u);
+    return !url || url.protocol === 'https:' || (url.protocol === 'http:' && LOOPBACK.test(url.hostname));
   }, 'must be an https URL (plain http is allowed only to a loopback address)')
-  .refine((u) => !new URL(u).username && !new URL(u).password, 'must not carry credentials');
+  .refine((u) => !urlOf(u)?.username && !urlOf(u)?.password, 'must not carry credentials')
+  // The source adds API paths to it (source/symphony/config.ts `checkBaseUrl` refuses the same).
+  .refine((u) => !urlOf(u)?.search && !urlOf(u)?.hash, 'must not contain a query or fragment');
 
 const address = z.email().transform((a) => a.toLowerCase());
 
@@ -28,6 +41,11 @@ export const symphonySourceSchema = z.strictObject({
   /** PEM file of the bot's RSA private key (PKCS#1 or PKCS#8); the key itself never goes in the config. */
   privateKeyPath: z.string().min(1),
   pageSize: z.number().int().min(1).max(500).default(500),
+  /** Per request; a pod under load can take tens of seconds on a large page. */
+  requestTimeoutMs: z.number().int().min(1000).max(3_600_000).default(60_000),
+  /** Retries of a throttled (429), failing (5xx) or unreachable call, with capped exponential backoff and jitter. */
+  maxRetries: z.number().int().min(0).max(100).default(6),
+  backoffBaseMs: z.number().int().min(0).max(600_000).default(500),
 });
 
 export const maildirDestinationSchema = z.strictObject({
@@ -41,8 +59,26 @@ export const maildirDestinationSchema = z.strictObject({
 
 export const destinationSchema = z.discriminatedUnion('kind', [maildirDestinationSchema]);
 
+/**
+ * Keys are user ids or Symphony emails; emails are looked up lower-cased (mapping/index.ts), so keys are
+ * lower-cased here and two keys that differ only in case are refused rather than one silently winning.
+ */
+const overrides = z
+  .record(z.string().trim().min(1), address)
+  .superRefine((rec, ctx) => {
+    const seen = new Map<string, string>();
+    for (const key of Object.keys(rec)) {
+      const folded = key.trim().toLowerCase();
+      const first = seen.get(folded);
+      if (first !== undefined)
+        ctx.addIssue({ code: 'custom', path: [key], message: `same key as "${first}" (keys ignore case)` });
+      else seen.set(folded, key);
+    }
+  })
+  .transform((rec) => Object.fromEntries(Object.entries(rec).map(([k, v]) => [k.trim().toLowerCase(), v])));
+
 export const mappingSchema = z.strictObject({
-  overrides: z.record(z.string().min(1), address).default({}),
+  overrides: overrides.default({}),
   domains: z.array(domain).min(1).optional(),
   catchAll: address.optional(),
 });
@@ -65,8 +101,10 @@ export const connectorSchema = z.strictObject({
     .strictObject({
       /** Attempts per copy before it stays failed for an operator to look at. */
       maxAttempts: z.number().int().min(1).max(100).default(10),
+      /** Copies written at the same time (Maildir: files; IMAP and Graph later: requests in flight). */
+      concurrency: z.number().int().min(1).max(64).default(8),
     })
-    .default({ maxAttempts: 10 }),
+    .default({ maxAttempts: 10, concurrency: 8 }),
 });
 
 export const configSchema = z
@@ -76,14 +114,19 @@ export const configSchema = z
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     connectors: z.array(connectorSchema).min(1),
   })
-  .superRefine((cfg, ctx) => {
-    const seen = new Set<string>();
-    cfg.connectors.forEach((c, i) => {
-      if (seen.has(c.id))
-        ctx.addIssue({ code: 'custom', path: ['connectors', i, 'id'], message: `duplicate id "${c.id}"` });
-      seen.add(c.id);
-    });
-  });
+  // Runs even when other parts are invalid, so duplicates are reported with every other problem.
+  .superRefine(
+    (cfg, ctx) => {
+      const seen = new Set<string>();
+      (cfg.connectors as unknown[]).forEach((c, i) => {
+        const id = (c as { id?: unknown } | null)?.id;
+        if (typeof id !== 'string') return;
+        if (seen.has(id)) ctx.addIssue({ code: 'custom', path: ['connectors', i, 'id'], message: `duplicate id "${id}"` });
+        seen.add(id);
+      });
+    },
+    { when: (payload) => Array.isArray((payload.value as { connectors?: unknown } | null)?.connectors) },
+  );
 
 export type Config = z.output<typeof configSchema>;
 export type ConnectorConfig = z.output<typeof connectorSchema>;

@@ -15,6 +15,11 @@ export function standardId(id: string): string {
 
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
+/** Only a canonical encoding (unused trailing bits zero) decodes back to itself; `AB` and `AC` both decode to 0x00. */
+function isCanonicalBase64Url(c: string): boolean {
+  return BASE64URL.test(c) && Buffer.from(c, 'base64url').toString('base64url') === c;
+}
+
 /**
  * A lower-case token in `[a-z0-9]` that identifies a message everywhere a restricted charset is needed:
  * Message-ID local part (destinations.md §1.5: safe in Graph `$filter`, IMAP SEARCH and file names) and
@@ -22,19 +27,26 @@ const BASE64URL = /^[A-Za-z0-9_-]+$/;
  */
 export function idToken(id: string): string {
   const c = canonicalId(id);
-  if (BASE64URL.test(c) && c.length % 4 !== 1) return Buffer.from(c, 'base64url').toString('hex');
+  if (isCanonicalBase64Url(c)) return Buffer.from(c, 'base64url').toString('hex');
   return 'u' + Buffer.from(c, 'utf8').toString('hex');
 }
 
-/** Symphony user ids are int64; JSON may carry them as numbers or strings. Kept as decimal strings. */
+const INT64_MAX = 2n ** 63n - 1n;
+
+/**
+ * Symphony user ids are int64; JSON may carry them as numbers or strings. Kept as canonical decimal strings
+ * (no leading zeros), so `"007"` and `7` key the same user.
+ */
 export function userIdOf(value: unknown): string | undefined {
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return String(value);
-  if (typeof value === 'bigint' && value >= 0n) return value.toString();
-  if (typeof value === 'string' && /^\d{1,20}$/.test(value.trim())) return value.trim();
-  return undefined;
+  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? String(value) : undefined;
+  let n: bigint;
+  if (typeof value === 'bigint') n = value;
+  else if (typeof value === 'string' && /^\d{1,19}$/.test(value.trim())) n = BigInt(value.trim());
+  else return undefined;
+  return n >= 0n && n <= INT64_MAX ? n.toString() : undefined;
 }
 
 /** The Message-ID (without angle brackets) of a Symphony message; the same in every mailbox it is filed to. */
 export function messageIdFor(messageId: string, domain: string): string {
-  return `sym.${idToken(messageId)}@${domain}`;
+  return `sym.${idToken(messageId)}@${domain.trim().toLowerCase()}`;
 }

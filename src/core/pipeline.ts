@@ -17,6 +17,7 @@ import {
 import { AppError, isAppError, reasonOf } from './errors.ts';
 import { canonicalId, idToken, messageIdFor, userIdOf } from './ids.ts';
 import type { Logger } from './logger.ts';
+import { mapLimit } from './pool.ts';
 import {
   START_CURSOR,
   advanceCursor,
@@ -39,6 +40,8 @@ export interface CycleDeps {
   convert: ConvertOptions;
   /** Delivery attempts per copy before it is left failed for an operator. */
   maxAttempts: number;
+  /** Copies written at the same time. */
+  concurrency: number;
   onProgress?: (progress: CycleProgress) => void;
 }
 
@@ -206,7 +209,15 @@ export class ArchiveCycle {
       if (!known.has(streamId)) conversations.push({ id: streamId, type: 'UNLISTED' });
     }
     this.#streamsTotal = conversations.length;
-    this.#add({ streams: conversations.length });
+    await store.commit({
+      connectorId,
+      runId: this.#runId,
+      ledger: [],
+      quarantined: [],
+      released: [],
+      events: [],
+      counts: this.#add({ streams: conversations.length }),
+    });
     this.#progress();
     for (const conversation of conversations) {
       this.#check();
@@ -336,6 +347,13 @@ export class ArchiveCycle {
       warnings: 0,
     };
     const stagedRefs = new Map<string, string>();
+    const toStage: {
+      m: SourceMessage;
+      converted: ConvertedItem;
+      open: string[];
+      mailboxes: Map<string, Person | undefined>;
+      existing: Map<string, LedgerRow> | undefined;
+    }[] = [];
 
     for (const m of messages) {
       this.#check();
@@ -399,8 +417,12 @@ export class ArchiveCycle {
           events.push({ level: 'warning', kind: 'unmapped-user', itemId: person.userId, reason });
         }
       }
-      if (!open.length) continue;
-      const ref = await stager.put(converted.raw);
+      if (open.length) toStage.push({ m, converted, open, mailboxes, existing });
+    }
+
+    const refs = await mapLimit(toStage, this.#d.concurrency, (s) => stager.put(s.converted.raw));
+    for (const [i, { m, converted, open, mailboxes, existing }] of toStage.entries()) {
+      const ref = refs[i]!;
       stagedRefs.set(m.id, ref);
       const item: DeliveryItem = {
         key: idToken(m.id),
@@ -460,26 +482,22 @@ export class ArchiveCycle {
     };
   }
 
-  /** Writes each copy, then flushes the writer so every receipt returned is durable before it is recorded. */
+  /**
+   * Writes the copies, a bounded number at a time (file and network writes are latency-bound), then flushes
+   * the writer so every receipt returned is durable before it is recorded.
+   */
   async #deliver(copies: Copy[]): Promise<{ rows: LedgerRow[]; events: RunEvent[]; counts: Partial<RunCounts> }> {
-    const rows: LedgerRow[] = [];
     const events: RunEvent[] = [];
     const counts = { delivered: 0, duplicates: 0, failed: 0 };
-    for (const { row, item } of copies) {
+    const rows = await mapLimit(copies, this.#d.concurrency, async ({ row, item }): Promise<LedgerRow> => {
       this.#check();
       try {
         const receipt = await this.#d.writer.append(row.mailbox, item, this.#signal);
-        rows.push({ ...row, status: 'delivered', receipt: receipt.ref, reason: null, attempts: row.attempts + 1 });
         counts[receipt.duplicate ? 'duplicates' : 'delivered'] += 1;
+        return { ...row, status: 'delivered', receipt: receipt.ref, reason: null, attempts: row.attempts + 1 };
       } catch (err) {
         if (isAppError(err, 'ERR_ABORTED')) throw err;
         const permanent = isAppError(err) && !err.retryable && err.code === 'ERR_SINK_REJECTED';
-        rows.push({
-          ...row,
-          status: 'failed',
-          reason: reasonOf(err),
-          attempts: permanent ? this.#d.maxAttempts : row.attempts + 1,
-        });
         counts.failed += 1;
         events.push({
           level: 'error',
@@ -487,8 +505,14 @@ export class ArchiveCycle {
           itemId: `${row.messageId} → ${row.mailbox}`,
           reason: reasonOf(err),
         });
+        return {
+          ...row,
+          status: 'failed',
+          reason: reasonOf(err),
+          attempts: permanent ? this.#d.maxAttempts : row.attempts + 1,
+        };
       }
-    }
+    });
     await this.#d.writer.flush();
     return { rows, events, counts };
   }

@@ -25,6 +25,8 @@ export async function reconcile(
     const wanted = new Set<string>();
     for (const messageId of ids) {
       const key = idToken(messageId);
+      // The same message listed twice (or in both id forms) is still one expected item.
+      if (wanted.has(key)) continue;
       wanted.add(key);
       out.expected += 1;
       const copies = held.get(key) ?? 0;

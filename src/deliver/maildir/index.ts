@@ -204,6 +204,27 @@ export function createMaildirWriter(config: MaildirWriterConfig, deps: MaildirWr
       }
     },
 
+    async inventory(mailbox: string, signal?: AbortSignal): Promise<Map<string, number>> {
+      throwIfAborted(signal, 'inventory');
+      const folderDir = path.join(root, normaliseMailbox(mailbox), folderDirName);
+      const counts = new Map<string, number>();
+      // Read from disk, not the writer's index: reconciliation must see what a mail server would serve.
+      for (const sub of ['cur', 'new']) {
+        let names: string[];
+        try {
+          names = await readdir(path.join(folderDir, sub));
+        } catch (err) {
+          if (errnoOf(err) === 'ENOENT') continue;
+          throw ioError(err, `listing ${folderDir}`);
+        }
+        for (const name of names) {
+          const key = KEY_IN_NAME.exec(name)?.[1];
+          if (key !== undefined) counts.set(key, (counts.get(key) ?? 0) + 1);
+        }
+      }
+      return counts;
+    },
+
     async flush(): Promise<void> {
       const dirs = dirty;
       dirty = new Set();
