@@ -12,6 +12,12 @@ function int(value: string): number {
   return n;
 }
 
+function fraction(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError('must be a number from 0 to 1');
+  return n;
+}
+
 /** Exit status: 0 every cycle succeeded, 1 a cycle failed or found problems it could not settle, 2 bad usage or config. */
 async function main(argv: string[]): Promise<number> {
   const program = new Command('symphony-archiver')
@@ -81,6 +87,12 @@ async function main(argv: string[]): Promise<number> {
     .option('--bot-username <name>', 'service account the archiver logs in as', 'archiver-bot')
     .option('--bot-public-key <file>', "the bot's RSA public key (PEM); without it a key pair is generated")
     .option('--bot-private-key-out <file>', 'where a generated private key is written', 'archiver-bot.pem')
+    .option('--rate-429 <fraction>', 'fraction of API calls answered 429 with Retry-After', fraction, 0)
+    .option('--retry-after <seconds>', 'Retry-After of those answers', int, 1)
+    .option('--rate-500 <fraction>', 'fraction of API calls answered 500', fraction, 0)
+    .option('--session-expiry-every <n>', 'expire every session token after n authenticated calls', int)
+    .option('--broken-attachments', 'a few attachments whose download always fails', false)
+    .option('--unknown-stream-type', 'one stream reports a type the archiver does not know', false)
     .action(async (o) => set(await emulatorSymphonyCommand(o)));
 
   try {

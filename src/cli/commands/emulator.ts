@@ -14,6 +14,12 @@ export interface EmulatorSymphonyOptions {
   botUsername: string;
   botPublicKey?: string;
   botPrivateKeyOut: string;
+  rate429: number;
+  retryAfter: number;
+  rate500: number;
+  sessionExpiryEvery?: number;
+  brokenAttachments: boolean;
+  unknownStreamType: boolean;
 }
 
 async function publicKey(o: EmulatorSymphonyOptions): Promise<string> {
@@ -41,6 +47,14 @@ export async function emulatorSymphonyCommand(o: EmulatorSymphonyOptions): Promi
     messages: o.messages,
     botUsername: o.botUsername,
     botPublicKeyPem: await publicKey(o),
+    faults: {
+      rate429: o.rate429,
+      retryAfterSeconds: o.retryAfter,
+      rate500: o.rate500,
+      brokenAttachments: o.brokenAttachments,
+      unknownStreamType: o.unknownStreamType,
+      ...(o.sessionExpiryEvery ? { sessionExpiryEvery: o.sessionExpiryEvery } : {}),
+    },
   });
   const truth = emulator.groundTruth();
   process.stdout.write(
