@@ -2,11 +2,12 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config, ConnectorConfig, DestinationConfig } from './config/schema.ts';
 import { createSymphonyMimeConverter } from './convert/index.ts';
-import { AppError } from './core/errors.ts';
+import { AppError, isAppError } from './core/errors.ts';
 import type { Logger } from './core/logger.ts';
 import { runCycle, type CycleProgress, type CycleReport } from './core/pipeline.ts';
 import type { MailboxWriter } from './deliver/mailbox-writer.ts';
 import { createMaildirWriter } from './deliver/maildir/index.ts';
+import type { Source } from './source/source.ts';
 import { createSymphonySource } from './source/symphony/index.ts';
 import { createLocalStager } from './stage/local/index.ts';
 import { openSqliteStore } from './store/sqlite/index.ts';
@@ -46,6 +47,30 @@ async function readPrivateKey(path: string): Promise<string> {
   }
 }
 
+/** The key's problems are reported against the file the operator configured, never with its content. */
+function openSource(s: ConnectorConfig['source'], privateKeyPem: string, logger: Logger): Source {
+  try {
+    return createSymphonySource(
+      {
+        podUrl: s.podUrl,
+        agentUrl: s.agentUrl ?? s.podUrl,
+        keyManagerUrl: s.keyManagerUrl ?? s.podUrl,
+        username: s.username,
+        privateKeyPem,
+        pageSize: s.pageSize,
+        requestTimeoutMs: s.requestTimeoutMs,
+        maxRetries: s.maxRetries,
+        backoffBaseMs: s.backoffBaseMs,
+      },
+      { logger },
+    );
+  } catch (err) {
+    const why = isAppError(err, 'ERR_CONFIG_INVALID') ? /privateKeyPem (.*)$/.exec(err.message)?.[1] : undefined;
+    if (why) throw new AppError('ERR_CONFIG_INVALID', `the bot private key file ${s.privateKeyPath}: ${why}`);
+    throw err;
+  }
+}
+
 /** Runs one archive cycle for one connector of a validated config. */
 export async function runConnector(
   config: Config,
@@ -60,20 +85,7 @@ export async function runConnector(
     sourceKind: s.kind,
     destinationKind: connector.destination.kind,
   });
-  const source = createSymphonySource(
-    {
-      podUrl: s.podUrl,
-      agentUrl: s.agentUrl ?? s.podUrl,
-      keyManagerUrl: s.keyManagerUrl ?? s.podUrl,
-      username: s.username,
-      privateKeyPem: await readPrivateKey(s.privateKeyPath),
-      pageSize: s.pageSize,
-      requestTimeoutMs: s.requestTimeoutMs,
-      maxRetries: s.maxRetries,
-      backoffBaseMs: s.backoffBaseMs,
-    },
-    { logger: deps.logger },
-  );
+  const source = openSource(s, await readPrivateKey(s.privateKeyPath), deps.logger);
   try {
     return await runCycle(
       {

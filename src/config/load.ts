@@ -43,7 +43,8 @@ export async function loadConfig(file: string): Promise<Config> {
   try {
     doc = parseYaml(text);
   } catch (err) {
-    const detail = err instanceof YAMLParseError ? err.message : String(err);
+    // Only the first line: the rest is a code frame that would echo the file, a pasted key included.
+    const detail = err instanceof YAMLParseError ? err.message.split('\n')[0]!.replace(/:$/, '') : String(err);
     throw new AppError('ERR_CONFIG_INVALID', `${file} is not valid YAML: ${detail}`);
   }
   return parseConfig(doc, dirname(resolve(file)));

@@ -27,9 +27,12 @@ const serviceUrl = z
 
 const address = z.email().transform((a) => a.toLowerCase());
 
+/** A dotted LDH host name: what may follow the `@` of a generated Message-ID or address. */
+export const DOMAIN_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/i;
+
 const domain = z
   .string()
-  .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/i, 'must be a domain name')
+  .regex(DOMAIN_NAME, 'must be a domain name')
   .transform((d) => d.toLowerCase());
 
 export const symphonySourceSchema = z.strictObject({
@@ -121,7 +124,8 @@ export const configSchema = z
       (cfg.connectors as unknown[]).forEach((c, i) => {
         const id = (c as { id?: unknown } | null)?.id;
         if (typeof id !== 'string') return;
-        if (seen.has(id)) ctx.addIssue({ code: 'custom', path: ['connectors', i, 'id'], message: `duplicate id "${id}"` });
+        if (seen.has(id))
+          ctx.addIssue({ code: 'custom', path: ['connectors', i, 'id'], message: `duplicate id "${id}"` });
         seen.add(id);
       });
     },

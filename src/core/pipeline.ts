@@ -421,6 +421,7 @@ export class ArchiveCycle {
     }
 
     const refs = await mapLimit(toStage, this.#d.concurrency, (s) => stager.put(s.converted.raw));
+    if (toStage.length) await stager.flush();
     for (const [i, { m, converted, open, mailboxes, existing }] of toStage.entries()) {
       const ref = refs[i]!;
       stagedRefs.set(m.id, ref);

@@ -27,7 +27,9 @@ export function normalizeAddress(value: string): string | undefined {
  */
 export function resolveMailbox(person: Person, config: MappingConfig): MailboxResolution {
   const email = person.email?.trim().toLowerCase();
-  const override = config.overrides[person.userId] ?? (email ? config.overrides[email] : undefined);
+  // Own keys only: an email such as "constructor" must not find Object.prototype members.
+  const lookup = (key: string) => (Object.hasOwn(config.overrides, key) ? config.overrides[key] : undefined);
+  const override = lookup(person.userId) ?? (email ? lookup(email) : undefined);
   if (override) return { mailbox: override.toLowerCase() };
   if (!email) return { unmapped: `user ${person.userId} has no email address in Symphony` };
   const mailbox = normalizeAddress(email);

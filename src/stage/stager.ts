@@ -6,4 +6,6 @@ export interface Stager {
   get(ref: string): Promise<Buffer>;
   /** Removes an item once every copy of it is delivered; removing a missing item is not an error. */
   remove(ref: string): Promise<void>;
+  /** Makes every `put` so far durable, directory entries included; called before the ledger refers to them. */
+  flush(): Promise<void>;
 }

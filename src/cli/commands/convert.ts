@@ -1,5 +1,6 @@
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { DOMAIN_NAME } from '../../config/schema.ts';
 import { createSymphonyMimeConverter } from '../../convert/index.ts';
 import { participantsFromMembers } from '../../convert/members.ts';
 import { AppError } from '../../core/errors.ts';
@@ -53,6 +54,9 @@ function personOf(m: V4Message): Person | undefined {
 
 /** `convert MESSAGE.json`: one .eml per V4Message, named by the message's token. */
 export async function convertCommand(messagePath: string, o: ConvertCommandOptions): Promise<number> {
+  // Checked like the config's `convert.messageIdDomain`: anything else makes a malformed Message-ID.
+  if (!DOMAIN_NAME.test(o.messageIdDomain))
+    throw new AppError('ERR_CONFIG_INVALID', `--message-id-domain must be a domain name, not "${o.messageIdDomain}"`);
   const messages = asMessages(await readJson(messagePath, 'message'), messagePath);
   const members = o.members ? participantsFromMembers(await readJson(o.members, 'members')) : [];
   const files = o.attachments ? new Set(await readdir(o.attachments)) : new Set<string>();

@@ -1,6 +1,6 @@
 import { openStore, runConnector } from '../../app.ts';
 import { loadConfig } from '../../config/load.ts';
-import { AppError, reasonOf } from '../../core/errors.ts';
+import { AppError, isAppError, reasonOf } from '../../core/errors.ts';
 import { createLogger } from '../../core/logger.ts';
 import type { RunRow } from '../../store/state-store.ts';
 import { createReporter, reportJson, runSummary } from '../output.ts';
@@ -31,6 +31,7 @@ export async function runCommand(options: { config: string; connector?: string; 
   const { signal, dispose } = abortOnSignals();
   const results: Record<string, unknown>[] = [];
   let failed = false;
+  let misconfigured = false;
   try {
     for (const connector of connectors) {
       try {
@@ -51,6 +52,7 @@ export async function runCommand(options: { config: string; connector?: string; 
         reporter.line(`${connector.id}: ${run ? runSummary(run) : reasonOf(err)}`);
         results.push({ connector: connector.id, error: reasonOf(err), ...(run ? { run } : {}) });
         failed = true;
+        misconfigured ||= isAppError(err, 'ERR_CONFIG_INVALID');
         if (signal.aborted) break;
       }
     }
@@ -59,5 +61,6 @@ export async function runCommand(options: { config: string; connector?: string; 
     await store.close();
   }
   if (options.json) process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);
-  return failed ? 1 : 0;
+  // Exit 2 as for any invalid config (cli/main.ts), so a scheduler can tell set-up errors from failed cycles.
+  return misconfigured ? 2 : failed ? 1 : 0;
 }

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError, toAppError } from '../../core/errors.ts';
@@ -15,6 +16,8 @@ export class LocalStager implements Stager {
   readonly kind = 'local';
   readonly #root: string;
   readonly #dirs = new Set<string>();
+  /** Directories with entries renamed in since the last flush. */
+  #dirty = new Set<string>();
 
   constructor(root: string) {
     this.#root = root;
@@ -43,6 +46,7 @@ export class LocalStager implements Stager {
         await fh.close();
       }
       await rename(tmp, path);
+      this.#dirty.add(dir);
       return ref;
     } catch (err) {
       await rm(tmp, { force: true }).catch(() => undefined);
@@ -62,8 +66,29 @@ export class LocalStager implements Stager {
     }
   }
 
+  async flush(): Promise<void> {
+    const dirs = this.#dirty;
+    this.#dirty = new Set();
+    try {
+      // The file's fsync does not persist its name; the directory's does (fsync(2), "NOTES").
+      await Promise.all([...dirs].map(syncDir));
+    } catch (err) {
+      for (const dir of dirs) this.#dirty.add(dir);
+      throw toAppError(err, 'ERR_STAGE_IO', 'cannot sync the staging directories', { retryable: true });
+    }
+  }
+
   async remove(ref: string): Promise<void> {
     await rm(this.#path(ref), { force: true });
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 

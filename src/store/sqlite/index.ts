@@ -211,7 +211,8 @@ export class SqliteStateStore implements StateStore {
 
   async finishRun(runId: number, status: Exclude<RunStatus, 'running'>, error?: string): Promise<RunRow> {
     return this.#write(() => {
-      this.#stmts.finishRun!.run(status, now(), error ?? null, runId);
+      const { changes } = this.#stmts.finishRun!.run(status, now(), error ?? null, runId);
+      if (!changes) throw new AppError('ERR_STORE_IO', `run ${runId} does not exist`);
       return toRun(this.#stmts.getRun!.get(runId) as RawRun);
     });
   }
