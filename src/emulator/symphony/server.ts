@@ -360,6 +360,8 @@ function usersV3(state: ServerState, url: URL): Reply {
   // At most 100 items per list (symphony-api.md §2.7).
   if (items.length > 100) throw new HttpError(400, 'Search lists may contain up to 100 elements');
   const local = url.searchParams.get('local') === 'true';
+  // The spec's `local` parameter: "for username search, the local flag must be true".
+  if (kind === 'username' && !local) throw new HttpError(400, 'Username search requires local=true');
   const users: Record<string, unknown>[] = [];
   const errors: Record<string, string>[] = [];
   for (const item of items) {

@@ -1,7 +1,7 @@
 /**
  * Validates HTTP responses against the official Symphony API descriptions copied into `spec/symphony/`
  * (pod and login: Swagger 2.0; agent: OpenAPI 3.0.1). Reusable by any test that talks to a Symphony-shaped
- * server: `const v = await OpenApiValidator.load(); v.assertResponse('agent', 'get', '/v4/stream/{sid}/message', res)`.
+ * server: `const v = OpenApiValidator.load(); v.assertResponse('agent', 'get', '/v4/stream/{sid}/message', res)`.
  *
  * Each document's schemas (`definitions` / `components.schemas`) become one Ajv schema with its own `$id`;
  * local `$ref`s are rewritten to point at it, OAS3 `nullable` becomes a JSON Schema type union, and the
@@ -129,10 +129,15 @@ export class OpenApiValidator {
   }
 
   /**
-   * Errors of a response against the operation's declared response for its status, empty when valid.
-   * `path` is the spec's path template without the base path, e.g. `/v4/stream/{sid}/message`.
+   * The schema the spec declares for a response (`undefined` when it declares no body), or a reason why the
+   * status is not declared. Throws when the operation itself is unknown.
    */
-  validateResponse(api: ApiName, method: string, path: string, res: HttpResult): string[] {
+  private responseSchema(
+    api: ApiName,
+    method: string,
+    path: string,
+    res: HttpResult,
+  ): { schema: Json | undefined } | { undeclared: string } {
     const loaded = this.apis.get(api);
     if (!loaded) throw new Error(`unknown api ${api}`);
     const paths = loaded.doc.paths;
@@ -142,19 +147,25 @@ export class OpenApiValidator {
     const responses = op.responses;
     if (!isObject(responses)) throw new Error(`${api}: ${method} ${path} declares no responses`);
     const declared = responses[String(res.status)] ?? responses.default;
-    if (!isObject(declared)) return [`status ${res.status} is not declared for ${method.toUpperCase()} ${path}`];
-
-    let schema: Json | undefined;
-    if (loaded.openapi3) {
-      const content = declared.content;
-      if (isObject(content) && Object.keys(content).length > 0) {
-        const type = (res.contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
-        const media = content[type] ?? content['application/json'] ?? Object.values(content)[0];
-        schema = isObject(media) ? media.schema : undefined;
-      }
-    } else {
-      schema = declared.schema;
+    if (!isObject(declared)) {
+      return { undeclared: `status ${res.status} is not declared for ${method.toUpperCase()} ${path}` };
     }
+    if (!loaded.openapi3) return { schema: declared.schema };
+    const content = declared.content;
+    if (!isObject(content) || Object.keys(content).length === 0) return { schema: undefined };
+    const type = (res.contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+    const media = content[type] ?? content['application/json'] ?? Object.values(content)[0];
+    return { schema: isObject(media) ? media.schema : undefined };
+  }
+
+  /**
+   * Errors of a response against the operation's declared response for its status, empty when valid.
+   * `path` is the spec's path template without the base path, e.g. `/v4/stream/{sid}/message`.
+   */
+  validateResponse(api: ApiName, method: string, path: string, res: HttpResult): string[] {
+    const found = this.responseSchema(api, method, path, res);
+    if ('undeclared' in found) return [found.undeclared];
+    const schema = found.schema;
     if (schema === undefined) {
       const empty = res.body === undefined || res.body === '' || res.body === null;
       return empty ? [] : [`status ${res.status} declares no body but one was sent`];
@@ -166,6 +177,53 @@ export class OpenApiValidator {
       this.cache.set(key, fn);
     }
     return fn(res.body) ? [] : formatErrors(fn.errors);
+  }
+
+  /**
+   * Properties of a response body that its schema does not list. The Symphony specs never forbid extra
+   * properties, so the validator accepts them; a fake pod should still not invent fields that clients
+   * might come to rely on. Objects whose schema composes others (`allOf`, …) or allows
+   * `additionalProperties` are not judged.
+   */
+  undocumentedProperties(api: ApiName, method: string, path: string, res: HttpResult): string[] {
+    const found = this.responseSchema(api, method, path, res);
+    if ('undeclared' in found || found.schema === undefined) return [];
+    const out: string[] = [];
+    this.walkProperties(api, found.schema, res.body, '', out, 0);
+    return out;
+  }
+
+  private walkProperties(api: ApiName, schema: Json, value: unknown, at: string, out: string[], depth: number): void {
+    if (depth > 32 || !isObject(schema)) return;
+    const ref = schema.$ref;
+    if (typeof ref === 'string') {
+      const m = /^#\/(?:definitions|components\/schemas)\/(.+)$/.exec(ref);
+      const loaded = this.apis.get(api);
+      if (!m || !loaded) return;
+      const defs = loaded.openapi3
+        ? isObject(loaded.doc.components)
+          ? loaded.doc.components.schemas
+          : undefined
+        : loaded.doc.definitions;
+      const target = isObject(defs) ? defs[m[1] as string] : undefined;
+      if (target !== undefined) this.walkProperties(api, target, value, at, out, depth + 1);
+      return;
+    }
+    if (Array.isArray(value)) {
+      const items = schema.items;
+      if (items !== undefined)
+        value.forEach((v, i) => this.walkProperties(api, items, v, `${at}/${i}`, out, depth + 1));
+      return;
+    }
+    if (typeof value !== 'object' || value === null) return;
+    if (schema.allOf || schema.anyOf || schema.oneOf || schema.additionalProperties !== undefined) return;
+    const props = schema.properties;
+    if (!isObject(props)) return;
+    for (const [key, v] of Object.entries(value)) {
+      const sub = props[key];
+      if (sub === undefined) out.push(`${at}/${key}`);
+      else this.walkProperties(api, sub, v, `${at}/${key}`, out, depth + 1);
+    }
   }
 
   /** Throws with every schema violation listed. */
