@@ -1,7 +1,8 @@
 import type { ConvertOptions, Converter, ConvertedItem } from '../convert/converter.ts';
 import type { DeliveryItem, MailboxWriter } from '../deliver/mailbox-writer.ts';
 import { resolveMailbox, type MappingConfig } from '../mapping/index.ts';
-import type { Source, SourceStats } from '../source/source.ts';
+import type { MalformedRecord, Source, SourcePage, SourceStats } from '../source/source.ts';
+import { MALFORMED_PREFIX } from '../source/source.ts';
 import type { V4Message, V4User } from '../source/symphony/api-types.ts';
 import type { Stager } from '../stage/stager.ts';
 import {
@@ -20,7 +21,6 @@ import type { Logger } from './logger.ts';
 import { mapLimit } from './pool.ts';
 import {
   START_CURSOR,
-  advanceCursor,
   type AttachmentContent,
   type Conversation,
   type Cursor,
@@ -256,19 +256,20 @@ export class ArchiveCycle {
     const members = new Map((await source.members(conversation, this.#signal)).map((p) => [p.userId, p]));
     if (quarantined.length) {
       const retry: SourceMessage[] = [];
+      const stillMalformed: MalformedRecord[] = [];
       for (const q of quarantined) {
         const raw = JSON.parse(q.raw) as V4Message;
-        retry.push({ id: q.messageId, streamId: q.streamId, timestamp: q.messageTs, raw });
+        // A record that could not be keyed stays what it is; it is kept, and counted, until an operator acts.
+        if (q.messageId.startsWith(MALFORMED_PREFIX)) {
+          stillMalformed.push({ key: q.messageId, reason: q.reason, record: raw, timestamp: q.messageTs });
+        } else retry.push({ id: q.messageId, streamId: q.streamId, timestamp: q.messageTs, raw });
       }
-      await this.#archiveBatch(conversation, members, retry, undefined, true);
+      await this.#archiveBatch(conversation, members, { messages: retry, malformed: stillMalformed }, undefined, true);
     }
     if (nothingNew) return;
     let cursor = saved?.cursor ?? START_CURSOR;
     for await (const page of source.messages(conversation.id, cursor, this.#signal)) {
-      cursor = advanceCursor(
-        cursor,
-        page.map((m) => m.timestamp),
-      );
+      cursor = page.next;
       await this.#archiveBatch(conversation, members, page, cursor, false);
     }
     if (conversation.lastMessageDate !== undefined) {
@@ -325,11 +326,12 @@ export class ArchiveCycle {
   async #archiveBatch(
     conversation: Conversation,
     members: Map<string, Person>,
-    messages: SourceMessage[],
+    page: Pick<SourcePage, 'messages' | 'malformed'>,
     cursor: Cursor | undefined,
     retry: boolean,
   ): Promise<void> {
     const { store, connectorId, converter, stager, mapping } = this.#d;
+    const { messages, malformed } = page;
     const ledger = await store.ledger(
       connectorId,
       messages.map((m) => m.id),
@@ -347,6 +349,18 @@ export class ArchiveCycle {
       warnings: 0,
     };
     const stagedRefs = new Map<string, string>();
+    for (const bad of malformed) {
+      const reason = `malformed message record: ${bad.reason}`;
+      quarantined.push({
+        messageId: bad.key,
+        streamId: conversation.id,
+        messageTs: bad.timestamp ?? cursor?.ts ?? 0,
+        reason,
+        raw: JSON.stringify(bad.record) ?? 'null',
+        attempts: 1,
+      });
+      events.push({ level: 'error', kind: 'quarantined', itemId: bad.key, reason });
+    }
     const toStage: {
       m: SourceMessage;
       converted: ConvertedItem;

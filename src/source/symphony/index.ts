@@ -2,7 +2,7 @@ import { AppError, isAppError } from '../../core/errors.ts';
 import { canonicalId, userIdOf } from '../../core/ids.ts';
 import type { Logger } from '../../core/logger.ts';
 import { advanceCursor, type Conversation, type Cursor, type Person, type SourceMessage } from '../../core/types.ts';
-import type { Source, SourceStats } from '../source.ts';
+import { MALFORMED_PREFIX, type MalformedRecord, type Source, type SourcePage, type SourceStats } from '../source.ts';
 import type { UserV2, V2AdminStreamList, V2MembershipList, V2UserList, V4Message } from './api-types.ts';
 import { SymphonySession } from './auth.ts';
 import { resolveConfig, type ResolvedConfig, type SymphonySourceConfig } from './config.ts';
@@ -11,26 +11,9 @@ import { defectOf, memberToPerson, timestampOf, toConversation, toSourceMessage,
 
 export type { SymphonySourceConfig } from './config.ts';
 
-/** A `V4Message` record that cannot be keyed or ordered (no messageId, no numeric timestamp). */
-export interface MalformedMessageReport {
-  streamId: string;
-  /** The cursor the page was requested with. */
-  cursor: Cursor;
-  /** Index of the record within that page. */
-  position: number;
-  reason: string;
-  record: unknown;
-}
-
 export interface SymphonySourceDeps {
   logger: Logger;
   fetch?: typeof fetch;
-  /**
-   * Receives malformed message records so the caller can put them in its ledger; the read then goes on.
-   * Without it, `messages()` yields the valid records before the bad one and then throws a
-   * non-retryable ERR_SOURCE_PROTOCOL naming the stream: loud, and the checkpoint stops in front of it.
-   */
-  onMalformedMessage?: (report: MalformedMessageReport) => void;
 }
 
 /**
@@ -182,15 +165,15 @@ class SymphonySource implements Source {
    * `skip` = messages at exactly `since` already read, so same-millisecond bursts longer than a page still
    * come out exactly once.
    */
-  async *messages(conversationId: string, from: Cursor, signal?: AbortSignal): AsyncIterable<SourceMessage[]> {
+  async *messages(conversationId: string, from: Cursor, signal?: AbortSignal): AsyncIterable<SourcePage> {
     const streamId = canonicalId(conversationId);
     const limit = this.#config.pageSize;
     let cursor = from;
     for (;;) {
       const records = await this.#messagePage(streamId, cursor, limit, signal);
       if (records.length === 0) return;
-      const { page, next, failure } = this.#readPage(streamId, cursor, records);
-      if (page.length > 0) yield page;
+      const { page, malformed, next, failure } = this.#readPage(streamId, cursor, records);
+      if (page.length > 0 || malformed.length > 0) yield { messages: page, malformed, next };
       if (failure) throw failure;
       if (records.length < limit) return;
       // A full page that moved the cursor nowhere would be requested again forever.
@@ -221,27 +204,27 @@ class SymphonySource implements Source {
 
   #readPage(streamId: string, cursor: Cursor, records: unknown[]) {
     const page: SourceMessage[] = [];
+    const malformed: MalformedRecord[] = [];
     let next = cursor;
     for (const [position, record] of records.entries()) {
       const ts = timestampOf((record as Partial<V4Message> | null)?.timestamp);
       if (ts !== undefined && ts < next.ts) {
+        // Not one bad record but a broken sequence: since/skip paging would skip or repeat messages.
         const failure = protocolError(`stream ${streamId}: messages out of timestamp order at position ${position}`);
-        return { page, next, failure };
+        return { page, malformed, next, failure };
       }
       const reason = defectOf(record);
       if (reason === undefined) {
         page.push(toSourceMessage(record as V4Message, streamId));
-      } else if (this.#deps.onMalformedMessage) {
-        this.#deps.logger.warn({ streamId, position, reason }, 'malformed Symphony message record reported');
-        this.#deps.onMalformedMessage({ streamId, cursor, position, reason, record });
       } else {
-        const detail = `stream ${streamId}: message record ${reason} (since=${cursor.ts} skip=${cursor.count} position=${position})`;
-        return { page, next, failure: protocolError(detail) };
+        this.#deps.logger.warn({ streamId, position, reason }, 'malformed Symphony message record');
+        const key = `${MALFORMED_PREFIX}${streamId}.${cursor.ts}.${cursor.count}.${position}`;
+        malformed.push(ts === undefined ? { key, reason, record } : { key, reason, record, timestamp: ts });
       }
       // Skipped records still hold their place in the since/skip sequence when their timestamp is known.
       if (ts !== undefined) next = advanceCursor(next, [ts]);
     }
-    return { page, next, failure: undefined };
+    return { page, malformed, next, failure: undefined };
   }
 
   /** `GET /agent/v1/stream/{sid}/attachment?fileId=&messageId=`: the body is the file in base64 (§2.6). */

@@ -3,11 +3,9 @@ import { after, describe, it } from 'node:test';
 import { decodeJwt, decodeProtectedHeader, importSPKI, jwtVerify } from 'jose';
 import type { AppError } from '../../../src/core/errors.ts';
 import { isAppError } from '../../../src/core/errors.ts';
-import { silentLogger } from '../../../src/core/logger.ts';
 import type { V4Message } from '../../../src/source/symphony/api-types.ts';
-import { createSymphonySource, type MalformedMessageReport } from '../../../src/source/symphony/index.ts';
 import { backoffDelay, parseRetryAfter } from '../../../src/source/symphony/retry.ts';
-import { botKeys, collect, sourceFor, startFake, type FakeServer } from './helpers.ts';
+import { botKeys, collect, collectPages, sourceFor, startFake, type FakeServer } from './helpers.ts';
 
 const STREAM = 'RUkxW4x40aB74g0UWpaMw3___ozLPsapdA';
 const servers: FakeServer[] = [];
@@ -109,7 +107,7 @@ describe('authentication', () => {
     const source = sourceFor(server.url, { privateKeyPem: botKeys().pkcs1PrivateKeyPem });
     assert.equal(server.requests.length, 0);
     await source.check();
-    await collect(source.messages(STREAM, { ts: 0, count: 0 }));
+    await collectPages(source.messages(STREAM, { ts: 0, count: 0 }));
     assert.equal(jwts.length, 2);
     const key = await importSPKI(botKeys().publicKeyPem, 'RS512');
     for (const jwt of jwts) {
@@ -248,14 +246,14 @@ describe('retries', () => {
       return n === 1 ? { raw: '[{"messageId":"a","timest' } : { body: [message('a', 5)] };
     });
     const source = sourceFor(server.url);
-    const pages = await collect(source.messages(STREAM, { ts: 0, count: 0 }));
+    const pages = await collectPages(source.messages(STREAM, { ts: 0, count: 0 }));
     assert.deepEqual(
       pages.flat().map((m) => m.id),
       ['a'],
     );
     const broken = await fake((req) => (req.path.startsWith('/agent/') ? { raw: '[{"messageId"' } : undefined));
     const err = await rejectsWith(
-      collect(sourceFor(broken.url, { maxRetries: 1 }).messages(STREAM, { ts: 0, count: 0 })),
+      collectPages(sourceFor(broken.url, { maxRetries: 1 }).messages(STREAM, { ts: 0, count: 0 })),
       'ERR_SOURCE_PROTOCOL',
     );
     assert.equal(err.retryable, true);
@@ -307,7 +305,7 @@ describe('messages', () => {
       return page.length ? { body: page } : { status: 204 };
     });
     const source = sourceFor(server.url, { pageSize: 2 });
-    const pages = await collect(source.messages(STREAM, { ts: 0, count: 0 }));
+    const pages = await collectPages(source.messages(STREAM, { ts: 0, count: 0 }));
     assert.deepEqual(
       pages.map((p) => p.map((m) => m.id)),
       [
@@ -323,7 +321,7 @@ describe('messages', () => {
       'since=20&skip=3&limit=2',
       'since=30&skip=1&limit=2',
     ]);
-    const resumed = await collect(source.messages(STREAM, { ts: 20, count: 2 }));
+    const resumed = await collectPages(source.messages(STREAM, { ts: 20, count: 2 }));
     assert.deepEqual(
       resumed.flat().map((m) => m.id),
       ['m4', 'm5', 'm6'],
@@ -333,53 +331,42 @@ describe('messages', () => {
     assert.deepEqual(first?.raw, all[0]);
   });
 
-  it('a record without messageId stops the stream loudly, after the valid records before it', async () => {
-    const bad = { timestamp: 15, user: { userId: 1 }, stream: { streamId: STREAM } };
-    const server = await fake((req) =>
-      req.path.startsWith('/agent/') ? { body: [message('m1', 10), bad, message('m3', 20)] } : undefined,
-    );
-    const source = sourceFor(server.url);
-    const seen: string[] = [];
-    const err = await rejectsWith(
-      (async () => {
-        for await (const page of source.messages(STREAM, { ts: 0, count: 0 })) seen.push(...page.map((m) => m.id));
-      })(),
-      'ERR_SOURCE_PROTOCOL',
-    );
-    assert.deepEqual(seen, ['m1']);
-    assert.equal(err.retryable, false);
-    assert.match(err.message, new RegExp(`stream ${STREAM}: message record no messageId`));
-  });
-
-  it('with onMalformedMessage, bad records are reported and the read goes on', async () => {
+  it('reports records it cannot key as malformed, keeps their place in the sequence, and reads on', async () => {
     const noId = { timestamp: 15, user: { userId: 1 }, stream: { streamId: STREAM } };
     const noTs = { messageId: 'x', timestamp: 'soon', user: { userId: 1 }, stream: { streamId: STREAM } };
     const server = await fake((req) =>
       req.path.startsWith('/agent/') ? { body: [message('m1', 10), noId, noTs, message('m4', 20)] } : undefined,
     );
-    const reports: MalformedMessageReport[] = [];
-    const source = createSymphonySource(
-      {
-        podUrl: server.url,
-        agentUrl: server.url,
-        keyManagerUrl: server.url,
-        username: 'archiver-bot',
-        privateKeyPem: botKeys().privateKeyPem,
-      },
-      { logger: silentLogger(), onMalformedMessage: (r) => reports.push(r) },
-    );
-    const pages = await collect(source.messages(STREAM, { ts: 0, count: 0 }));
+    const pages = await collect(sourceFor(server.url).messages(STREAM, { ts: 0, count: 0 }));
+    assert.equal(pages.length, 1);
+    const page = pages[0]!;
     assert.deepEqual(
-      pages.flat().map((m) => m.id),
+      page.messages.map((m) => m.id),
       ['m1', 'm4'],
     );
     assert.deepEqual(
-      reports.map((r) => [r.streamId, r.position, r.reason]),
+      page.malformed.map((r) => [r.key, r.reason, r.timestamp]),
       [
-        [STREAM, 1, 'no messageId'],
-        [STREAM, 2, 'no numeric timestamp'],
+        [`malformed.${STREAM}.0.0.1`, 'no messageId', 15],
+        [`malformed.${STREAM}.0.0.2`, 'no numeric timestamp', undefined],
       ],
     );
+    assert.deepEqual(page.malformed[0]?.record, noId);
+    // The record with a timestamp counts in since/skip; the one without cannot.
+    assert.deepEqual(page.next, { ts: 20, count: 1 });
+  });
+
+  it('a page of nothing but malformed records is still yielded, so the cursor moves past it', async () => {
+    const server = await fake((req) =>
+      req.path.startsWith('/agent/') ? { body: [{ timestamp: 7 }, null] } : undefined,
+    );
+    const pages = await collect(sourceFor(server.url).messages(STREAM, { ts: 0, count: 0 }));
+    assert.deepEqual(pages[0]?.messages, []);
+    assert.deepEqual(
+      pages[0]?.malformed.map((r) => r.reason),
+      ['no messageId', 'not an object'],
+    );
+    assert.deepEqual(pages[0]?.next, { ts: 7, count: 1 });
   });
 
   it('canonicalises stream and message ids', async () => {
@@ -389,7 +376,7 @@ describe('messages', () => {
         ? { body: [{ ...message('kWpOSc30hEJtOoT89gLinH///ouMyhHwdA==', 1) }] }
         : undefined,
     );
-    const pages = await collect(sourceFor(server.url).messages(padded, { ts: 0, count: 0 }));
+    const pages = await collectPages(sourceFor(server.url).messages(padded, { ts: 0, count: 0 }));
     assert.equal(pages[0]?.[0]?.id, 'kWpOSc30hEJtOoT89gLinH___ouMyhHwdA');
     assert.equal(pages[0]?.[0]?.streamId, STREAM);
     assert.equal(server.requests.at(-1)?.path, `/agent/v4/stream/${STREAM}/message`);

@@ -8,7 +8,7 @@ import {
   type SymphonyEmulator,
 } from '../../../src/emulator/symphony/index.ts';
 import type { Source } from '../../../src/source/source.ts';
-import { botKeys, collect, otherKeys, sourceFor } from './helpers.ts';
+import { botKeys, collect, collectPages, otherKeys, sourceFor } from './helpers.ts';
 
 const POD = { seed: 7, users: 20, streams: 10, messages: 400 };
 
@@ -25,7 +25,7 @@ function expectedIds(emu: SymphonyEmulator): Set<string> {
 }
 
 async function readStream(source: Source, id: string, from = START_CURSOR): Promise<SourceMessage[]> {
-  return (await collect(source.messages(id, from))).flat();
+  return (await collectPages(source.messages(id, from))).flat();
 }
 
 async function readAll(source: Source): Promise<{ conversations: Conversation[]; messages: SourceMessage[] }> {

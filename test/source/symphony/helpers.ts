@@ -2,7 +2,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { silentLogger } from '../../../src/core/logger.ts';
-import type { Source } from '../../../src/source/source.ts';
+import type { SourceMessage } from '../../../src/core/types.ts';
+import type { Source, SourcePage } from '../../../src/source/source.ts';
 import { createSymphonySource, type SymphonySourceConfig } from '../../../src/source/symphony/index.ts';
 
 export interface KeyPair {
@@ -131,4 +132,9 @@ export async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const item of iterable) out.push(item);
   return out;
+}
+
+/** The messages of each page a source's `messages()` yields. */
+export async function collectPages(pages: AsyncIterable<SourcePage>): Promise<SourceMessage[][]> {
+  return (await collect(pages)).map((page) => page.messages);
 }
