@@ -51,6 +51,7 @@ export function runSummary(run: RunRow): string {
     `${run.duplicates} already present`,
     `${run.unmapped} unmapped`,
     `${run.quarantined} quarantined`,
+    ...(run.partial ? [`${run.partial} partially imported`] : []),
     `${run.failed} failed`,
     `${run.warnings} warnings`,
   ];

@@ -503,13 +503,23 @@ export class ArchiveCycle {
    */
   async #deliver(copies: Copy[]): Promise<{ rows: LedgerRow[]; events: RunEvent[]; counts: Partial<RunCounts> }> {
     const events: RunEvent[] = [];
-    const counts = { delivered: 0, duplicates: 0, failed: 0 };
+    const counts = { delivered: 0, duplicates: 0, failed: 0, partial: 0 };
     const rows = await mapLimit(copies, this.#d.concurrency, async ({ row, item }): Promise<LedgerRow> => {
       this.#check();
       try {
         const receipt = await this.#d.writer.append(row.mailbox, item, this.#signal);
         counts[receipt.duplicate ? 'duplicates' : 'delivered'] += 1;
-        return { ...row, status: 'delivered', receipt: receipt.ref, reason: null, attempts: row.attempts + 1 };
+        if (receipt.partial) {
+          counts.partial += 1;
+          events.push({
+            level: 'warning',
+            kind: 'partial-import',
+            itemId: `${row.messageId} → ${row.mailbox}`,
+            reason: receipt.partial,
+          });
+        }
+        const reason = receipt.partial ? `partially imported: ${receipt.partial}` : null;
+        return { ...row, status: 'delivered', receipt: receipt.ref, reason, attempts: row.attempts + 1 };
       } catch (err) {
         if (isAppError(err, 'ERR_ABORTED')) throw err;
         const permanent = isAppError(err) && !err.retryable && err.code === 'ERR_SINK_REJECTED';

@@ -14,6 +14,11 @@ export interface DeliveryReceipt {
   ref: string;
   /** True when the item was already in the folder and nothing was written. */
   duplicate: boolean;
+  /**
+   * Set when the destination could take the item only with part of it replaced (an attachment over the
+   * mailbox's size limit, replaced by a stub naming the staged copy): what was replaced and why.
+   */
+  partial?: string;
 }
 
 /** A mail store that files items into `INBOX → Symphony` of a mailbox. */

@@ -12,10 +12,12 @@ export interface RunCounts {
   unmapped: number;
   quarantined: number;
   warnings: number;
+  /** Copies filed with part of their content replaced by a stub (an attachment over the mailbox's size limit). */
+  partial: number;
 }
 
 export function emptyCounts(): RunCounts {
-  return { streams: 0, messages: 0, delivered: 0, duplicates: 0, failed: 0, unmapped: 0, quarantined: 0, warnings: 0 };
+  return { streams: 0, messages: 0, delivered: 0, duplicates: 0, failed: 0, unmapped: 0, quarantined: 0, warnings: 0, partial: 0 };
 }
 
 export interface RunRow extends RunCounts {

@@ -25,6 +25,7 @@ const COUNT_COLUMNS = [
   'unmapped',
   'quarantined',
   'warnings',
+  'partial',
 ] as const satisfies readonly (keyof RunCounts)[];
 
 interface RawLedger {
@@ -78,6 +79,7 @@ const toRun = (r: RawRun): RunRow => ({
   unmapped: r.unmapped,
   quarantined: r.quarantined,
   warnings: r.warnings,
+  partial: r.partial,
 });
 
 function isAlive(pid: number): boolean {
