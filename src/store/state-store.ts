@@ -17,7 +17,17 @@ export interface RunCounts {
 }
 
 export function emptyCounts(): RunCounts {
-  return { streams: 0, messages: 0, delivered: 0, duplicates: 0, failed: 0, unmapped: 0, quarantined: 0, warnings: 0, partial: 0 };
+  return {
+    streams: 0,
+    messages: 0,
+    delivered: 0,
+    duplicates: 0,
+    failed: 0,
+    unmapped: 0,
+    quarantined: 0,
+    warnings: 0,
+    partial: 0,
+  };
 }
 
 export interface RunRow extends RunCounts {
