@@ -50,7 +50,9 @@ function describeReconciliation(r: Reconciliation, truth: GroundTruth): string[]
   if (r.unexpected.length) lines.push(`  unexpected: ${r.unexpected.length}`);
   const unmappedUsers = new Set(truth.unmapped.map((u) => u.userId)).size;
   if (unmappedUsers)
-    lines.push(`  ${unmappedUsers} participants have no email address: their copies are recorded as unmapped`);
+    lines.push(
+      `  ${unmappedUsers} participant${unmappedUsers === 1 ? ' has' : 's have'} no email address: their copies are recorded as unmapped`,
+    );
   return lines;
 }
 
