@@ -91,7 +91,7 @@ export async function startArchiveHarness(
     configPath,
     config,
     emulator,
-    mailRoot: connector.destination.root,
+    mailRoot: path.join(dir, 'mail'),
     cycle: () => withStore((store) => runConnector(config, connector, { logger, store })),
     withStore,
     async reconcile() {
