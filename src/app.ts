@@ -6,6 +6,8 @@ import { AppError, isAppError } from './core/errors.ts';
 import type { Logger } from './core/logger.ts';
 import { runCycle, type CycleProgress, type CycleReport } from './core/pipeline.ts';
 import type { MailboxWriter } from './deliver/mailbox-writer.ts';
+import { createGraphWriter } from './deliver/graph/index.ts';
+import { createImapWriter } from './deliver/imap/index.ts';
 import { createMaildirWriter } from './deliver/maildir/index.ts';
 import type { Source } from './source/source.ts';
 import { createSymphonySource } from './source/symphony/index.ts';
@@ -21,6 +23,8 @@ type DestinationFactory<K extends DestinationConfig['kind']> = (
 /** Every destination kind maps to its factory here, checked at compile time (style.md §4.2). */
 export const DESTINATIONS: { [K in DestinationConfig['kind']]: DestinationFactory<K> } = {
   maildir: (config, deps) => createMaildirWriter({ root: config.root, folder: config.folder }, deps),
+  imap: (config, deps) => createImapWriter(config, deps),
+  graph: (config, deps) => createGraphWriter(config, deps),
 };
 
 export function createWriter(config: DestinationConfig, deps: { logger: Logger }): MailboxWriter {

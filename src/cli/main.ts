@@ -2,7 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { AppError, reasonOf } from '../core/errors.ts';
 import { convertCommand } from './commands/convert.ts';
 import { demoCommand } from './commands/demo.ts';
-import { emulatorSymphonyCommand } from './commands/emulator.ts';
+import { emulatorGraphCommand, emulatorSymphonyCommand } from './commands/emulator.ts';
 import { logCommand } from './commands/log.ts';
 import { runCommand } from './commands/run.ts';
 
@@ -94,6 +94,28 @@ async function main(argv: string[]): Promise<number> {
     .option('--broken-attachments', 'a few attachments whose download always fails', false)
     .option('--unknown-stream-type', 'one stream reports a type the archiver does not know', false)
     .action(async (o) => set(await emulatorSymphonyCommand(o)));
+
+  program.commands
+    .find((c) => c.name() === 'emulator')!
+    .command('graph')
+    .description(
+      'Microsoft Graph (mail folders, importMime, upload sessions) with its client-credentials token endpoint',
+    )
+    .option('-p, --port <port>', 'port', int, 8444)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--tls', 'serve https with a generated self-signed certificate (what @azure/identity requires)', false)
+    .option(
+      '--ca-out <file>',
+      'where the certificate is written with --tls (give it to the writer as caFile)',
+      'graph-emulator-ca.pem',
+    )
+    .option('--users <addresses>', 'comma-separated mailboxes that exist (default: any address)')
+    .option('--mailbox-size-limit <bytes>', 'mailbox quota', int)
+    .option('--max-message-size <bytes>', 'per-message limit (default 35 MB)', int)
+    .option('--rate-429 <fraction>', 'fraction of Graph calls answered 429 with Retry-After', fraction, 0)
+    .option('--rate-503 <fraction>', 'fraction of Graph calls answered 503 with Retry-After', fraction, 0)
+    .option('--retry-after <seconds>', 'Retry-After of those answers', int, 1)
+    .action(async (o) => set(await emulatorGraphCommand(o)));
 
   try {
     await program.parseAsync(argv);

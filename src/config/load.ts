@@ -26,10 +26,21 @@ export function parseConfig(input: unknown, baseDir: string): Config {
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   cfg.dataDir = abs(cfg.dataDir);
   for (const c of cfg.connectors) {
-    c.source.privateKeyPath = abs(c.source.privateKeyPath);
-    c.destination.root = abs(c.destination.root);
+    resolvePaths(c.source, abs);
+    resolvePaths(c.destination, abs);
   }
   return deepFreeze(cfg);
+}
+
+/** Keys that name files or directories, by the config's naming rule: `root`, `…File`, `…Path`, `…Dir`. */
+const PATH_KEY = /^root$|(File|Path|Dir)$/;
+
+function resolvePaths(section: object, abs: (p: string) => string): void {
+  const record = section as Record<string, unknown>;
+  for (const [key, value] of Object.entries(record)) {
+    if (typeof value === 'string' && PATH_KEY.test(key)) record[key] = abs(value);
+    else if (value && typeof value === 'object' && !Array.isArray(value)) resolvePaths(value, abs);
+  }
 }
 
 export async function loadConfig(file: string): Promise<Config> {

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { graphDestinationSchema } from '../deliver/graph/config.ts';
+import { imapDestinationSchema } from '../deliver/imap/config.ts';
 
 const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
 
@@ -60,7 +62,11 @@ export const maildirDestinationSchema = z.strictObject({
     .default('Symphony'),
 });
 
-export const destinationSchema = z.discriminatedUnion('kind', [maildirDestinationSchema]);
+export const destinationSchema = z.discriminatedUnion('kind', [
+  maildirDestinationSchema,
+  imapDestinationSchema,
+  graphDestinationSchema,
+]);
 
 /**
  * Keys are user ids or Symphony emails; emails are looked up lower-cased (mapping/index.ts), so keys are

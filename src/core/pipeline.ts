@@ -63,7 +63,16 @@ interface Copy {
   item: DeliveryItem;
 }
 
+const PARTIAL_PREFIX = 'partially imported: ';
 const TERMINAL = new Set(['delivered', 'unmapped']);
+
+/**
+ * A staged item may go once every copy is delivered whole. A failed copy still needs it, and a partially imported
+ * one names it in its stub as where the full content is kept.
+ */
+function settledInFull(row: LedgerRow): boolean {
+  return row.status === 'delivered' && !row.reason?.startsWith(PARTIAL_PREFIX);
+}
 
 function personFromV4User(user: V4User | undefined): Person | undefined {
   const userId = userIdOf(user?.userId);
@@ -193,7 +202,7 @@ export class ArchiveCycle {
         events,
         counts: this.#add(counts),
       });
-      if (ref && delivered.every((r) => r.status === 'delivered')) await stager.remove(ref);
+      if (ref && delivered.every(settledInFull)) await stager.remove(ref);
     }
   }
 
@@ -470,8 +479,8 @@ export class ArchiveCycle {
     if (cursor) commit.checkpoint = { streamId: conversation.id, cursor };
     await store.commit(commit);
 
-    const failedMessages = new Set(delivered.rows.filter((r) => r.status !== 'delivered').map((r) => r.messageId));
-    for (const [id, ref] of stagedRefs) if (!failedMessages.has(id)) await stager.remove(ref);
+    const keep = new Set(delivered.rows.filter((r) => !settledInFull(r)).map((r) => r.messageId));
+    for (const [id, ref] of stagedRefs) if (!keep.has(id)) await stager.remove(ref);
     this.#progress();
   }
 
@@ -518,7 +527,7 @@ export class ArchiveCycle {
             reason: receipt.partial,
           });
         }
-        const reason = receipt.partial ? `partially imported: ${receipt.partial}` : null;
+        const reason = receipt.partial ? `${PARTIAL_PREFIX}${receipt.partial}` : null;
         return { ...row, status: 'delivered', receipt: receipt.ref, reason, attempts: row.attempts + 1 };
       } catch (err) {
         if (isAppError(err, 'ERR_ABORTED')) throw err;

@@ -79,7 +79,8 @@ describe('loadConfig', () => {
     const c = cfg.connectors[0]!;
     assert.equal(c.source.privateKeyPath, join(sub, 'keys/bot.pem'));
     assert.equal(c.source.pageSize, 500);
-    assert.equal(c.destination.root, '/srv/mail', 'absolute paths are kept');
+    assert.equal(c.destination.kind, 'maildir');
+    assert.equal(c.destination.kind === 'maildir' && c.destination.root, '/srv/mail', 'absolute paths are kept');
     assert.equal(c.destination.folder, 'Symphony');
     assert.deepEqual(c.mapping.overrides, { '7215545078461': 'alice.martin@bank.example' });
     assert.equal(c.mapping.catchAll, 'compliance@bank.example');

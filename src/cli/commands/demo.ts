@@ -86,6 +86,7 @@ export async function demoCommand(o: DemoOptions): Promise<number> {
   );
   const config = await loadConfig(configPath);
   const connector = config.connectors[0]!;
+  const mailRoot = join(dataDir, 'mail');
   const reporter = createReporter({ json: o.json });
   const logger = o.json || process.stderr.isTTY ? silentLogger() : createLogger({ level: 'warn' });
   const { signal, dispose } = abortOnSignals();
@@ -105,10 +106,10 @@ export async function demoCommand(o: DemoOptions): Promise<number> {
       const writer = createWriter(connector.destination, { logger });
       const r = await reconcile(truth.mailboxes, (mb) => writer.inventory!(mb));
       await writer.close();
-      printDemoReport(reporter, report.run, report.durationMs, r, truth, connector.destination.root, configPath);
+      printDemoReport(reporter, report.run, report.durationMs, r, truth, mailRoot, configPath);
       if (o.json) {
         process.stdout.write(
-          `${JSON.stringify({ ...reportJson(report), mail: connector.destination.root, config: configPath, reconciliation: summaryOf(r) }, null, 2)}\n`,
+          `${JSON.stringify({ ...reportJson(report), mail: mailRoot, config: configPath, reconciliation: summaryOf(r) }, null, 2)}\n`,
         );
       }
       return report.run.status === 'succeeded' && isComplete(r) ? 0 : 1;

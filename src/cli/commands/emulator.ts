@@ -2,6 +2,7 @@ import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { AppError } from '../../core/errors.ts';
+import { DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, startGraphEmulator } from '../../emulator/graph/index.ts';
 import { startSymphonyEmulator } from '../../emulator/symphony/index.ts';
 
 export interface EmulatorSymphonyOptions {
@@ -63,6 +64,48 @@ export async function emulatorSymphonyCommand(o: EmulatorSymphonyOptions): Promi
       `  ground truth (what each mailbox should receive): ${emulator.url}/emulator/ground-truth\n` +
       `  bot username: ${o.botUsername}. Ctrl-C stops.\n`,
   );
+  await new Promise<void>((done) => {
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+  });
+  await emulator.close();
+  return 0;
+}
+
+export interface EmulatorGraphOptions {
+  port: number;
+  host: string;
+  tls: boolean;
+  caOut: string;
+  users?: string;
+  mailboxSizeLimit?: number;
+  maxMessageSize?: number;
+  rate429: number;
+  rate503: number;
+  retryAfter: number;
+}
+
+export async function emulatorGraphCommand(o: EmulatorGraphOptions): Promise<number> {
+  const emulator = await startGraphEmulator({
+    host: o.host,
+    port: o.port,
+    tls: o.tls,
+    ...(o.users ? { users: o.users.split(',').map((u) => u.trim().toLowerCase()) } : {}),
+    ...(o.mailboxSizeLimit ? { mailboxSizeLimitBytes: o.mailboxSizeLimit } : {}),
+    ...(o.maxMessageSize ? { maxMessageSizeBytes: o.maxMessageSize } : {}),
+    faults: { rate429: o.rate429, rate503: o.rate503, retryAfterSeconds: o.retryAfter },
+  });
+  const lines = [
+    `Microsoft Graph emulator at ${emulator.url} (Graph ${emulator.graphUrl}/v1.0 and /beta)`,
+    `  authorityHost ${emulator.authorityHost}, tenant ${emulator.tenantId}, token endpoint ${emulator.tokenUrl}`,
+    `  client id ${DEFAULT_CLIENT_ID}; its secret is "${DEFAULT_CLIENT_SECRET}" (an emulator-only value)`,
+  ];
+  if (emulator.caPem) {
+    const out = resolve(o.caOut);
+    await writeFile(out, emulator.caPem);
+    lines.push(`  certificate written to ${out}: give it to the graph destination as caFile`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n  Ctrl-C stops.\n`);
   await new Promise<void>((done) => {
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
