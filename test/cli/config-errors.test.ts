@@ -84,7 +84,7 @@ before(() => {
       '      privateKeyPath: bot.pem',
       '      pageSize: 9000',
       '    destination:',
-      '      kind: imap',
+      '      kind: pigeon-post',
       '',
     ].join('\n'),
   );

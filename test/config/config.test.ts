@@ -154,7 +154,7 @@ describe('config validation', () => {
           mapping: { overrides: { '1': 'not-an-address' }, catchAll: 'nope', domains: ['not a domain'] },
           delivery: { maxAttempts: 0 },
         }),
-        connector({ id: 'second', destination: { kind: 'imap' } }),
+        connector({ id: 'second', destination: { kind: 'pigeon-post' } }),
       ],
     });
     assertProblem(lines, 'logLevel');
