@@ -110,7 +110,7 @@ export const connectorSchema = z.strictObject({
     .strictObject({
       /** Attempts per copy before it stays failed for an operator to look at. */
       maxAttempts: z.number().int().min(1).max(100).default(10),
-      /** Copies written at the same time (Maildir: files; IMAP and Graph later: requests in flight). */
+      /** Mailboxes written at the same time; each gets its copies of a page together (IMAP batches them). */
       concurrency: z.number().int().min(1).max(64).default(8),
     })
     .default({ maxAttempts: 10, concurrency: 8 }),

@@ -64,6 +64,8 @@ interface Copy {
 }
 
 const PARTIAL_PREFIX = 'partially imported: ';
+/** Copies of one mailbox handed to the writer at once: enough for a full MULTIAPPEND batch. */
+const PER_MAILBOX_IN_FLIGHT = 64;
 const TERMINAL = new Set(['delivered', 'unmapped']);
 
 /**
@@ -513,7 +515,7 @@ export class ArchiveCycle {
   async #deliver(copies: Copy[]): Promise<{ rows: LedgerRow[]; events: RunEvent[]; counts: Partial<RunCounts> }> {
     const events: RunEvent[] = [];
     const counts = { delivered: 0, duplicates: 0, failed: 0, partial: 0 };
-    const rows = await mapLimit(copies, this.#d.concurrency, async ({ row, item }): Promise<LedgerRow> => {
+    const deliverOne = async ({ row, item }: Copy): Promise<LedgerRow> => {
       this.#check();
       try {
         const receipt = await this.#d.writer.append(row.mailbox, item, this.#signal);
@@ -546,6 +548,16 @@ export class ArchiveCycle {
           attempts: permanent ? this.#d.maxAttempts : row.attempts + 1,
         };
       }
+    };
+    // Copies go to the writer grouped by mailbox, `concurrency` mailboxes at a time and a folder's items together:
+    // a writer keeps one session per mailbox and batches one folder's items (IMAP MULTIAPPEND, RFC 3502), where
+    // message-major order would switch mailboxes on every copy.
+    const groups = new Map<string, number[]>();
+    copies.forEach((c, i) => groups.set(c.row.mailbox, [...(groups.get(c.row.mailbox) ?? []), i]));
+    const rows = new Array<LedgerRow>(copies.length);
+    await mapLimit([...groups.values()], this.#d.concurrency, async (indexes) => {
+      const settled = await mapLimit(indexes, PER_MAILBOX_IN_FLIGHT, (i) => deliverOne(copies[i]!));
+      indexes.forEach((i, k) => (rows[i] = settled[k]!));
     });
     await this.#d.writer.flush();
     return { rows, events, counts };
