@@ -1,41 +1,83 @@
 /**
- * The two body parts: a short header block (who, when, where — so the item reads on its own even where
- * headers are hidden or rewritten), the rendered message, a shared (wall) message, the attachment list and
- * the pod disclaimer.
+ * The two body parts: a short header block (who, when, where, and what kind of item — so it reads on its own
+ * even where headers are hidden or rewritten), the rendered message, a shared (wall) message, entities the
+ * text did not show, the attachment list and the pod disclaimer. Suppression notices and Elements form
+ * responses have their own content in place of the rendered message.
  */
 import type { Person } from '../core/types.ts';
 import type { V4Message, V4User } from '../source/symphony/api-types.ts';
-import { parseEntities } from './entities.ts';
-import { cleanHeaderText, personName } from './headers.ts';
-import { escapeHtml, renderPresentation, sanitize, type RenderedContent } from './presentation.ts';
+import type { ElementsAction } from './converter.ts';
+import { cashtagText, parseEntities, type EntityInfo } from './entities.ts';
+import { cleanHeaderText, isSimpleAddress, personName } from './headers.ts';
+import {
+  escapeHtml,
+  renderPresentation,
+  sanitize,
+  textContent,
+  type InlineImage,
+  type RenderedContent,
+} from './presentation.ts';
+import { TextOut, layoutTable } from './text.ts';
+import { parseDocument } from 'htmlparser2';
+
+export interface BodyField {
+  label: string;
+  value: string;
+}
+
+/** What the item is, as the body and the Subject label show it. */
+export type ItemKind = 'message' | 'edit' | 'suppression' | 'form-response';
 
 export interface BodyInput {
+  kind: ItemKind;
   message: V4Message;
-  sender: { name: string; address: string };
-  conversationName: string;
-  streamType: string;
+  /** The header block, in order (From, Sent, Conversation, …). */
+  fields: readonly BodyField[];
   people: ReadonlyMap<string, Person>;
   /** Attachment names and sizes as they are attached (`missing` = listed by Symphony but not provided). */
   attachments: readonly { name: string; size: number; missing?: boolean }[];
+  /** File names already used, so `data:` images get distinct names. */
+  takenNames: Set<string>;
+  /** For a suppression notice: the sentence that says what was removed, by whom and when. */
+  notice?: string;
+  elementsAction?: ElementsAction;
 }
 
 export interface Bodies {
   text: string;
   html: string;
+  images: InlineImage[];
   warnings: string[];
 }
 
-function isoTime(ts: unknown): string | undefined {
+export function isoTime(ts: unknown): string | undefined {
   return typeof ts === 'number' && Number.isFinite(ts) && Math.abs(ts) <= 8.64e15
     ? new Date(ts).toISOString()
     : undefined;
 }
 
-function render(markup: unknown, data: unknown, people: ReadonlyMap<string, Person>): RenderedContent {
+/** Symphony allows 80 entities a message (symphony-api.md §6); listing more would only repeat noise. */
+const MAX_LISTED_ENTITIES = 100;
+
+function render(
+  markup: unknown,
+  data: unknown,
+  people: ReadonlyMap<string, Person>,
+  takenNames: Set<string>,
+): RenderedContent & { entities: ReadonlyMap<string, EntityInfo> } {
   const entities = parseEntities(data);
-  if (typeof markup !== 'string') return { html: '', text: '', warnings: entities.warnings };
-  const rendered = renderPresentation(markup, { entities: entities.byId, people });
-  return { ...rendered, warnings: [...entities.warnings, ...rendered.warnings] };
+  if (typeof markup !== 'string' || markup === '') {
+    return {
+      html: '',
+      text: '',
+      warnings: entities.warnings,
+      images: [],
+      usedEntities: new Set(),
+      entities: entities.byId,
+    };
+  }
+  const rendered = renderPresentation(markup, { entities: entities.byId, people, takenNames });
+  return { ...rendered, warnings: [...entities.warnings, ...rendered.warnings], entities: entities.byId };
 }
 
 function userName(user: V4User | null | undefined): string {
@@ -48,64 +90,181 @@ function userName(user: V4User | null | undefined): string {
   return personName(person);
 }
 
-interface Field {
-  label: string;
-  value: string;
+/** Entities in `data` that no span referred to (e.g. a security tagged on the message as a whole). */
+function unreferencedEntities(
+  entities: ReadonlyMap<string, EntityInfo>,
+  used: ReadonlySet<string>,
+  people: ReadonlyMap<string, Person>,
+): string[] {
+  const out: string[] = [];
+  for (const [id, info] of entities) {
+    if (used.has(id)) continue;
+    if (out.length >= MAX_LISTED_ENTITIES) break;
+    switch (info.kind) {
+      case 'mention': {
+        const p = people.get(info.userId);
+        const email = typeof p?.email === 'string' && isSimpleAddress(p.email) ? ` <${p.email}>` : '';
+        out.push(`@${p ? personName(p) : `user ${info.userId}`}${email}`);
+        break;
+      }
+      case 'hashtag':
+        out.push(`#${info.value}`);
+        break;
+      case 'cashtag':
+        out.push(cashtagText('', info));
+        break;
+      case 'emoji':
+        out.push(info.unicode ?? `:${info.shortcode ?? ''}:`);
+        break;
+      case 'media':
+        out.push(`${info.media}${info.title ? ` "${info.title}"` : ''}${info.url ? ` ${info.url}` : ''}`);
+        break;
+      case 'datetime':
+        out.push(info.value);
+        break;
+      default:
+        out.push(`entity of type ${info.type}`);
+    }
+  }
+  return out;
+}
+
+/** A value of `formValues` as text: person selectors send user ids, shown with the person's name. */
+function formValueText(value: unknown, people: ReadonlyMap<string, Person>): string {
+  if (value === null || value === undefined) return '';
+  if (Array.isArray(value)) return value.map((v) => formValueText(v, people)).join(', ');
+  if (typeof value === 'number' || typeof value === 'bigint') {
+    const p = people.get(String(value));
+    return p ? `${personName(p)} (${String(value)})` : String(value);
+  }
+  if (typeof value === 'string') return value;
+  if (typeof value === 'boolean') return value ? 'true' : 'false';
+  try {
+    return JSON.stringify(value) ?? '';
+  } catch {
+    return String(value);
+  }
+}
+
+/** Field labels of the form, by name, read from the form's own message when the caller has it. */
+function formLabels(formMessage: V4Message | undefined): Map<string, string> {
+  const labels = new Map<string, string>();
+  const markup = formMessage?.message;
+  if (typeof markup !== 'string') return labels;
+  const doc = parseDocument(markup, { decodeEntities: true, lowerCaseTags: true });
+  const byId = new Map<string, string>();
+  const named: { name: string; id?: string; text: string }[] = [];
+  const stack = [...doc.children];
+  while (stack.length > 0) {
+    const n = stack.pop()!;
+    if (!('attribs' in n)) continue;
+    const a = n.attribs;
+    if (n.name === 'label' && a['for']) byId.set(a['for'], textContent(n).replace(/\s+/g, ' ').trim());
+    const name = a['name'] ?? a['data-name'];
+    if (name) {
+      const text = n.name === 'button' ? textContent(n).replace(/\s+/g, ' ').trim() : (a['label'] ?? '');
+      named.push({ name, ...(a['id'] ? { id: a['id'] } : {}), text });
+    }
+    stack.push(...n.children);
+  }
+  for (const f of named) {
+    const label = (f.id && byId.get(f.id)) || f.text;
+    if (label && !labels.has(f.name)) labels.set(f.name, label);
+  }
+  return labels;
+}
+
+function formResponse(action: ElementsAction, people: ReadonlyMap<string, Person>): { text: string; html: string } {
+  const labels = formLabels(action.formMessage);
+  const values = action.formValues && typeof action.formValues === 'object' ? action.formValues : {};
+  const rows: [string, string, string][] = [];
+  for (const key of Object.keys(values)) {
+    const value = formValueText((values as Record<string, unknown>)[key], people);
+    // `action` names the button that submitted the form (symphony-api.md §3 SYMPHONYELEMENTSACTION).
+    const label =
+      key === 'action' ? `Button pressed${labels.get(value) ? `: ${labels.get(value)}` : ''}` : (labels.get(key) ?? '');
+    rows.push([key, label, value]);
+  }
+  const intro = `Response to Symphony Elements form "${cleanHeaderText(action.formId)}" (form message ${cleanHeaderText(action.formMessageId)}):`;
+  const head = ['Name', 'Label', 'Value'];
+  const text = new TextOut();
+  text.inline(intro);
+  text.para();
+  text.lines(
+    layoutTable([
+      { header: true, cells: head.map((t) => ({ text: t, colspan: 1, rowspan: 1 })) },
+      ...rows.map((r) => ({
+        header: false,
+        cells: r.map((t) => ({ text: t.replace(/\s+/g, ' '), colspan: 1, rowspan: 1 })),
+      })),
+    ]),
+  );
+  if (rows.length === 0) text.lines(['(no values)']);
+  const html =
+    `<p><b>${escapeHtml(intro)}</b></p><table border="1"><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>` +
+    rows.map((r) => `<tr>${r.map((v) => `<td>${escapeHtml(v)}</td>`).join('')}</tr>`).join('') +
+    '</tbody></table>';
+  return { text: text.toString(), html };
 }
 
 export function buildBodies(input: BodyInput): Bodies {
   const { message } = input;
   const warnings: string[] = [];
-  if (message.message === null || message.message === undefined) {
-    warnings.push('message has no PresentationML content ("message" is missing); archived with an empty body');
-  } else if (typeof message.message !== 'string') {
-    warnings.push('message content ("message") is not a string; archived with an empty body');
-  }
-  if (typeof message.diagnostic === 'string' && message.diagnostic.trim() !== '') {
-    warnings.push(
-      `Symphony reported a diagnostic for this message: ${cleanHeaderText(message.diagnostic).slice(0, 200)}`,
-    );
-  }
-  const main = render(message.message, message.data, input.people);
-  warnings.push(...main.warnings);
-
-  const fields: Field[] = [
-    { label: 'From', value: `${input.sender.name} <${input.sender.address}>` },
-    { label: 'Sent', value: isoTime(message.timestamp) ?? String(message.timestamp) },
-    {
-      label: 'Conversation',
-      value: `${input.conversationName} (${cleanHeaderText(input.streamType) || 'unknown type'})`,
-    },
-  ];
-  if (message.replacing) fields.push({ label: 'Edit of message', value: cleanHeaderText(message.replacing) });
-  if (message.parentMessageId) {
-    fields.push({ label: 'Reply to / forward of message', value: cleanHeaderText(message.parentMessageId) });
-  }
-
-  const textParts: string[] = [fields.map((f) => `${f.label}: ${f.value}`).join('\n') + '\n----------'];
+  const images: InlineImage[] = [];
+  const textParts: string[] = [input.fields.map((f) => `${f.label}: ${f.value}`).join('\n') + '\n' + '-'.repeat(10)];
   const htmlParts: string[] = [
-    `<p>${fields.map((f) => `<b>${escapeHtml(f.label)}:</b> ${escapeHtml(f.value)}`).join('<br>')}</p><hr>`,
+    `<p>${input.fields.map((f) => `<b>${escapeHtml(f.label)}:</b> ${escapeHtml(f.value)}`).join('<br>')}</p><hr>`,
   ];
-  if (main.text) textParts.push(main.text);
-  if (main.html) htmlParts.push(`<div>${main.html}</div>`);
+
+  if (input.kind === 'suppression') {
+    textParts.push(input.notice ?? 'A message was removed.');
+    htmlParts.push(`<p>${escapeHtml(input.notice ?? 'A message was removed.')}</p>`);
+  } else if (input.kind === 'form-response' && input.elementsAction) {
+    const r = formResponse(input.elementsAction, input.people);
+    textParts.push(r.text);
+    htmlParts.push(r.html);
+  } else {
+    if (message.message === null || message.message === undefined) {
+      warnings.push('message has no PresentationML content ("message" is missing); archived with an empty body');
+    } else if (typeof message.message !== 'string') {
+      warnings.push('message content ("message") is not a string; archived with an empty body');
+    }
+    const main = render(message.message, message.data, input.people, input.takenNames);
+    warnings.push(...main.warnings);
+    images.push(...main.images);
+    if (main.text) textParts.push(main.text);
+    if (main.html) htmlParts.push(`<div>${main.html}</div>`);
+    if (!main.text && !main.html && typeof message.message === 'string') textParts.push('(empty message)');
+    const extra = unreferencedEntities(main.entities, main.usedEntities, input.people);
+    if (extra.length > 0) {
+      textParts.push(`Tagged in the message data:\n${extra.map((e) => `- ${e}`).join('\n')}`);
+      htmlParts.push(
+        `<p><b>Tagged in the message data:</b></p><ul>${extra.map((e) => `<li>${escapeHtml(e)}</li>`).join('')}</ul>`,
+      );
+    }
+  }
 
   const shared = message.sharedMessage;
   if (shared && typeof shared === 'object') {
-    const sharedRendered = render(shared.message, shared.data, input.people);
+    const sharedRendered = render(shared.message, shared.data, input.people, input.takenNames);
     warnings.push(...sharedRendered.warnings.map((w) => `shared message: ${w}`));
+    images.push(...sharedRendered.images);
     const when = isoTime(shared.timestamp);
-    const intro = `Shared message from ${userName(shared.user)}${when ? ` at ${when}` : ''}:`;
-    const quoted = sharedRendered.text
+    const id = typeof shared.messageId === 'string' ? ` (message ${cleanHeaderText(shared.messageId)})` : '';
+    const intro = `Shared message from ${userName(shared.user)}${when ? ` at ${when}` : ''}${id}:`;
+    const quoted = (sharedRendered.text || '(empty message)')
       .split('\n')
-      .map((l) => `> ${l}`)
+      .map((l) => (l ? `> ${l}` : '>'))
       .join('\n');
     textParts.push(`${intro}\n${quoted}`);
     htmlParts.push(`<p><b>${escapeHtml(intro)}</b></p><blockquote>${sharedRendered.html}</blockquote>`);
   }
 
-  if (input.attachments.length > 0) {
-    const items = input.attachments.map(
-      (a) => `${a.name} (${a.size} bytes${a.missing ? ', not included: the content was not provided' : ''})`,
+  const listed = [...input.attachments, ...images.map((i) => ({ name: i.filename, size: i.content.length }))];
+  if (listed.length > 0) {
+    const items = listed.map(
+      (a) =>
+        `${a.name} (${a.size} bytes${'missing' in a && a.missing ? ', not included: the content was not provided' : ''})`,
     );
     textParts.push(`Attachments:\n${items.map((i) => `- ${i}`).join('\n')}`);
     htmlParts.push(`<hr><p><b>Attachments:</b></p><ul>${items.map((i) => `<li>${escapeHtml(i)}</li>`).join('')}</ul>`);
@@ -116,11 +275,11 @@ export function buildBodies(input: BodyInput): Bodies {
     htmlParts.push(`<hr><p>${escapeHtml(message.disclaimer.trim())}</p>`);
   }
 
-  // Lines joined with LF here; nodemailer's `newline: '\r\n'` turns every line end into CRLF (RFC 5322 §2.3).
+  // LF here; the MIME writer turns every line end into CRLF (RFC 5322 §2.3).
   const text = textParts.join('\n\n') + '\n';
   const html =
     '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head><body>\n' +
     sanitize(htmlParts.join('\n')) +
     '\n</body></html>\n';
-  return { text, html, warnings };
+  return { text, html, images, warnings };
 }

@@ -6,6 +6,40 @@ export interface ConvertOptions {
   messageIdDomain: string;
   /** Domain of the synthetic address given to a person without an email (`user-{id}@{domain}`). */
   syntheticDomain: string;
+  /**
+   * Subject template (headers.ts `DEFAULT_SUBJECT_TEMPLATE`, `[Symphony] {conversation}{label}`). Placeholders:
+   * `{conversation}` (room name, `Chat: <names>` or `Wall post: <sender>`), `{room}`, `{participants}`,
+   * `{sender}`, `{type}`, `{streamId}` and `{label}` (` (edited)`, ` (removed)`, ` (form response)` or empty).
+   */
+  subjectTemplate?: string;
+}
+
+/**
+ * A MESSAGESUPPRESSED event (symphony-api.md §2.8, §3): the item is a notice ("removed by … at …") threaded
+ * under the removed message; the removed message's own item stays as it was delivered (reliability.md §3 row 12).
+ * `ConvertInput.message` then describes the event: its `messageId` (the event's `messageId`, or any id unique
+ * to this suppression) keys the notice, `timestamp` is the event time, `user` the initiator.
+ */
+export interface SuppressionNotice {
+  /** The removed message (the event payload's `messageId`). */
+  messageId: string;
+  /** Who removed it (the event's `initiator`), when known. */
+  suppressedBy?: Person;
+  /** When, in ms since the epoch; defaults to `message.timestamp`. */
+  suppressedAt?: number;
+}
+
+/**
+ * A SYMPHONYELEMENTSACTION event (symphony-api.md §3): the item is the submitted values, as a table,
+ * threaded under the form's message. `ConvertInput.message` describes the event as for {@link SuppressionNotice}.
+ */
+export interface ElementsAction {
+  formMessageId: string;
+  formId: string;
+  /** `formValues` as the event carries it; `action` names the button pressed. */
+  formValues: Record<string, unknown>;
+  /** The form's own message, when at hand: field labels come from it. */
+  formMessage?: V4Message;
 }
 
 export interface ConvertInput {
@@ -19,6 +53,10 @@ export interface ConvertInput {
   /** Downloaded attachments, in the order of `message.attachments`. */
   attachments: readonly AttachmentContent[];
   options: ConvertOptions;
+  /** Set for a suppression notice instead of a message (see {@link SuppressionNotice}). */
+  suppression?: SuppressionNotice;
+  /** Set for an Elements form response instead of a message (see {@link ElementsAction}). */
+  elementsAction?: ElementsAction;
 }
 
 export interface ConvertedItem {

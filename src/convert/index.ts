@@ -1,29 +1,65 @@
 /**
- * The Symphony → RFC 5322 converter: one V4Message, its conversation and participants → one email
- * (symphony-api.md §4, §6; destinations.md §3; reliability.md §3). Pure and deterministic: the same input
- * gives the same bytes, so a retried delivery has the same size and SHA-256.
+ * The Symphony → RFC 5322 converter: one V4Message (or a suppression / Elements event), its conversation and
+ * participants → one email (symphony-api.md §3, §4, §6; destinations.md §3; reliability.md §3). Pure and
+ * deterministic: the same input gives the same bytes, so a retried delivery has the same size and SHA-256.
+ * Whatever the content, the result is one well-formed message with exactly one From, Date and Message-ID;
+ * input that cannot be dated or keyed at all raises `ERR_CONVERT_FAILED` so the pipeline quarantines it.
  */
 import { createHash } from 'node:crypto';
-import { AppError } from '../core/errors.ts';
-import { canonicalId } from '../core/ids.ts';
-import type { Person } from '../core/types.ts';
-import { buildBodies } from './body.ts';
+import { AppError, isAppError, reasonOf } from '../core/errors.ts';
+import { canonicalId, userIdOf } from '../core/ids.ts';
+import type { Conversation, Person } from '../core/types.ts';
+import type { V4Message } from '../source/symphony/api-types.ts';
+import { buildBodies, isoTime, type BodyField, type ItemKind } from './body.ts';
 import type { ConvertInput, ConvertedItem, Converter } from './converter.ts';
 import {
   addressOf,
   cleanHeaderText,
   messageIdFor,
+  personName,
   subjectFor,
   uniqueSortedPeople,
   type MailAddress,
 } from './headers.ts';
 import { composeMime, safeFilename, type MimeAttachment } from './mime.ts';
 
-export type { ConvertInput, ConvertOptions, ConvertedItem, Converter } from './converter.ts';
+export type {
+  ConvertInput,
+  ConvertOptions,
+  ConvertedItem,
+  Converter,
+  ElementsAction,
+  SuppressionNotice,
+} from './converter.ts';
+export { DEFAULT_SUBJECT_TEMPLATE } from './headers.ts';
 export { participantsFromMembers } from './members.ts';
+export { fromV4Event } from './events.ts';
 
-/** Name of the attachment that carries the V4Message verbatim, so nothing of the source is lost (row 3). */
+/** Name of the attachment that carries the source verbatim, so nothing of it is lost (reliability.md §3 row 3). */
 export const SOURCE_ATTACHMENT_NAME = 'symphony-message.json';
+
+/**
+ * Recipients beyond this go to the body only (reliability.md §3 row 13: a 2,000-member room makes a header
+ * servers reject); routing never reads To, it uses the participant list.
+ */
+export const MAX_TO = 500;
+
+/** RFC 5322 §3.3 needs a four-digit year: dates outside 1970–9999 go in Date clamped, exactly in the body. */
+const MAX_DATE = Date.UTC(9999, 11, 31, 23, 59, 59);
+
+/**
+ * What may follow the `@` of a Message-ID or synthetic address. The config already insists on an LDH name
+ * (config/schema.ts `DOMAIN_NAME`); this only keeps anything that could break the header out (space, `<`,
+ * `>`, `@`, CR, LF), and admits the `symphony.<pod host>` default for a literal pod address.
+ */
+const DOMAIN = /^[a-z0-9][a-z0-9.\-[\]:]{0,252}$/;
+
+/**
+ * A Message-ID must fit one header line (RFC 5322 §2.1.1: 998 octets). Real ids make 50-character tokens;
+ * only a garbage id of hundreds of characters exceeds this, and it cannot be shortened because the pipeline
+ * derives the same Message-ID on its own (core/ids.ts `messageIdFor`).
+ */
+export const MESSAGE_ID_MAX = 900;
 
 /** Symphony ids are base64url; anything else in a header value is cleaned and capped. */
 function headerId(id: string): string {
@@ -34,22 +70,87 @@ function nonEmptyString(v: unknown): v is string {
   return typeof v === 'string' && v.trim() !== '';
 }
 
-export async function convertMessage(input: ConvertInput): Promise<ConvertedItem> {
-  const { message, conversation, sender, options } = input;
-  if (!message || typeof message !== 'object') throw new AppError('ERR_CONVERT_FAILED', 'message is not an object');
-  if (!nonEmptyString(message.messageId)) throw new AppError('ERR_CONVERT_FAILED', 'message has no messageId');
+function fail(detail: string): never {
+  throw new AppError('ERR_CONVERT_FAILED', detail);
+}
+
+/** The author: the resolved `sender`, else what the message itself says (`user.userId`). */
+function senderOf(input: ConvertInput, message: V4Message): Person {
+  const given = input.sender;
+  if (given && typeof given === 'object' && nonEmptyString(given.userId)) return given;
+  const user = message.user && typeof message.user === 'object' ? message.user : undefined;
+  const userId = userIdOf(user?.userId);
+  if (userId === undefined) fail(`message ${headerId(message.messageId)} has no author user id`);
+  const p: Person = { userId };
+  if (typeof user?.displayName === 'string') p.displayName = user.displayName;
+  if (typeof user?.email === 'string') p.email = user.email;
+  return p;
+}
+
+function conversationOf(input: ConvertInput, message: V4Message): Conversation {
+  const c = input.conversation && typeof input.conversation === 'object' ? input.conversation : undefined;
+  const stream = message.stream && typeof message.stream === 'object' ? message.stream : undefined;
+  const id = nonEmptyString(c?.id) ? c.id : nonEmptyString(stream?.streamId) ? stream.streamId : '';
+  const type = nonEmptyString(c?.type) ? c.type : nonEmptyString(stream?.streamType) ? stream.streamType : '';
+  const name = nonEmptyString(c?.name) ? c.name : nonEmptyString(stream?.roomName) ? stream.roomName : undefined;
+  return name === undefined ? { id, type } : { id, type, name };
+}
+
+/** JSON of the source with BigInt-safe ids; a value JSON cannot hold at all makes the input unconvertible. */
+function sourceJson(value: unknown): Buffer {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value, null, 2);
+  } catch {
+    // A replacer costs a call per value, so it only runs when plain JSON failed (BigInt ids).
+    json = JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2);
+  }
+  return Buffer.from((json ?? 'null') + '\n', 'utf8');
+}
+
+function convert(input: ConvertInput): ConvertedItem {
+  if (!input || typeof input !== 'object') fail('input is not an object');
+  const { message, options } = input;
+  if (!message || typeof message !== 'object') fail('message is not an object');
+  if (!nonEmptyString(message.messageId)) fail('message has no messageId');
   const ts = message.timestamp;
   if (typeof ts !== 'number' || !Number.isFinite(ts) || Math.abs(ts) > 8.64e15) {
-    throw new AppError('ERR_CONVERT_FAILED', `message ${headerId(message.messageId)} has no usable timestamp`);
+    fail(`message ${headerId(message.messageId)} has no usable timestamp`);
   }
-  if (!sender || !nonEmptyString(sender.userId)) throw new AppError('ERR_CONVERT_FAILED', 'sender has no userId');
-  if (!nonEmptyString(options?.messageIdDomain) || !nonEmptyString(options.syntheticDomain)) {
-    throw new AppError('ERR_CONVERT_FAILED', 'messageIdDomain and syntheticDomain are required');
+  const messageIdDomain =
+    typeof options?.messageIdDomain === 'string' ? options.messageIdDomain.trim().toLowerCase() : '';
+  const syntheticDomain =
+    typeof options?.syntheticDomain === 'string' ? options.syntheticDomain.trim().toLowerCase() : '';
+  if (!DOMAIN.test(messageIdDomain) || !DOMAIN.test(syntheticDomain)) {
+    fail('messageIdDomain and syntheticDomain must be domain names');
   }
 
   const warnings: string[] = [];
-  const date = new Date(ts);
-  const messageId = messageIdFor(message.messageId, options.messageIdDomain);
+  const sender = senderOf(input, message);
+  const conversation = conversationOf(input, message);
+  const streamType = cleanHeaderText(conversation.type).slice(0, 64);
+
+  const suppression =
+    input.suppression && typeof input.suppression === 'object' && nonEmptyString(input.suppression.messageId)
+      ? input.suppression
+      : undefined;
+  const action =
+    input.elementsAction &&
+    typeof input.elementsAction === 'object' &&
+    nonEmptyString(input.elementsAction.formMessageId)
+      ? input.elementsAction
+      : undefined;
+  const replacing = nonEmptyString(message.replacing) ? message.replacing : undefined;
+  const kind: ItemKind = suppression ? 'suppression' : action ? 'form-response' : replacing ? 'edit' : 'message';
+
+  let date = new Date(ts);
+  if (ts < 0 || ts > MAX_DATE) {
+    warnings.push(`timestamp ${ts} (${isoTime(ts) ?? '?'}) is outside 1970–9999; the Date header is clamped`);
+    date = new Date(ts < 0 ? 0 : MAX_DATE);
+  }
+  const messageId = messageIdFor(message.messageId, messageIdDomain);
+  if (messageId.length > MESSAGE_ID_MAX)
+    fail(`message id ${headerId(message.messageId)}… is too long for a Message-ID`);
 
   const addressWarning = (p: Person, a: MailAddress & { invalid?: string }): MailAddress => {
     if (a.invalid !== undefined) {
@@ -57,62 +158,137 @@ export async function convertMessage(input: ConvertInput): Promise<ConvertedItem
     }
     return { name: a.name, address: a.address };
   };
-  const from = addressWarning(sender, addressOf(sender, options.syntheticDomain));
-  const participants = uniqueSortedPeople(input.participants ?? []);
+  const from = addressWarning(sender, addressOf(sender, syntheticDomain));
+  const participants = uniqueSortedPeople(Array.isArray(input.participants) ? input.participants : []);
   const others = participants.filter((p) => p.userId !== sender.userId);
   // A wall post or a conversation whose only member is the author is still filed: To = the author.
-  const to = others.length > 0 ? others.map((p) => addressWarning(p, addressOf(p, options.syntheticDomain))) : [from];
+  let to = others.length > 0 ? others.map((p) => addressWarning(p, addressOf(p, syntheticDomain))) : [from];
+  const fields: BodyField[] = [];
+  if (to.length > MAX_TO) {
+    warnings.push(`${to.length} recipients; the first ${MAX_TO} are in To, all are listed in the body`);
+    fields.push({ label: 'Participants', value: participants.map(personName).join(', ') });
+    to = to.slice(0, MAX_TO);
+  }
 
-  const streamType = conversation.type ?? message.stream?.streamType ?? '';
-  const { subject, conversationName, warning } = subjectFor(
-    { ...conversation, type: streamType, name: conversation.name ?? message.stream?.roomName ?? undefined },
-    sender,
-    participants,
-  );
+  const label = { message: '', edit: ' (edited)', suppression: ' (removed)', 'form-response': ' (form response)' }[
+    kind
+  ];
+  const { subject, conversationName, warning } = subjectFor(conversation, sender, participants, {
+    template: options.subjectTemplate,
+    label,
+  });
   if (warning) warnings.push(warning);
 
   const headers: [string, string][] = [
     ['X-Symphony-Message-Id', headerId(message.messageId)],
     ['X-Symphony-Stream-Id', headerId(conversation.id)],
-    ['X-Symphony-Stream-Type', cleanHeaderText(streamType).slice(0, 64) || 'unknown'],
-    ['X-Symphony-Sender-Id', cleanHeaderText(sender.userId)],
+    ['X-Symphony-Stream-Type', streamType || 'unknown'],
+    ['X-Symphony-Sender-Id', headerId(sender.userId)],
+    ['X-Symphony-Item-Type', kind],
+    ['X-Symphony-Timestamp', String(ts)],
   ];
+  fields.unshift(
+    { label: 'From', value: `${from.name} <${from.address}>` },
+    { label: kind === 'message' || kind === 'edit' ? 'Sent' : 'Time', value: isoTime(ts) ?? String(ts) },
+    { label: 'Conversation', value: `${conversationName} (${streamType || 'unknown type'})` },
+  );
+
+  // Threading (RFC 5322 §3.6.4): References oldest first, In-Reply-To the direct parent.
   const references: string[] = [];
   let inReplyTo: string | undefined;
+  const thread = (symphonyId: string): string | undefined => {
+    const id = messageIdFor(symphonyId, messageIdDomain);
+    if (id.length > MESSAGE_ID_MAX) {
+      warnings.push(
+        `related message id ${headerId(symphonyId)}… is too long to thread on; kept in the X-Symphony headers`,
+      );
+      return undefined;
+    }
+    if (id !== messageId && !references.includes(id)) references.push(id);
+    return id;
+  };
   if (nonEmptyString(message.parentMessageId)) {
     headers.push(['X-Symphony-Parent-Message-Id', headerId(message.parentMessageId)]);
-    inReplyTo = messageIdFor(message.parentMessageId, options.messageIdDomain);
-    references.push(inReplyTo);
+    fields.push({ label: 'Reply to / forward of message', value: headerId(message.parentMessageId) });
+    inReplyTo = thread(message.parentMessageId) ?? inReplyTo;
   }
-  if (nonEmptyString(message.replacing)) {
-    headers.push(['X-Symphony-Replacing', headerId(message.replacing)]);
+  if (kind === 'edit' && replacing) {
+    // Every version is its own item, threaded under the first version (symphony-api.md §4.1 archiver policy).
     const initial = nonEmptyString(message.initialMessageId) ? message.initialMessageId : undefined;
+    headers.push(['X-Symphony-Edit-Of', headerId(replacing)]);
     if (initial) headers.push(['X-Symphony-Initial-Message-Id', headerId(initial)]);
-    // An edit threads under the version it replaces (symphony-api.md §4.1 archiver policy); References
-    // lists the chain from the first version (RFC 5322 §3.6.4: oldest first, parent last).
-    const replaced = messageIdFor(message.replacing, options.messageIdDomain);
+    fields.push({ label: 'Edited version of message', value: headerId(replacing) });
     if (initial) {
-      const first = messageIdFor(initial, options.messageIdDomain);
-      if (first !== replaced && !references.includes(first)) references.push(first);
+      const first = isoTime(message.initialTimestamp);
+      fields.push({ label: 'First version', value: `${headerId(initial)}${first ? `, sent ${first}` : ''}` });
+      thread(initial);
     }
-    if (!references.includes(replaced)) references.push(replaced);
-    inReplyTo = replaced;
+    inReplyTo = thread(replacing) ?? inReplyTo;
+  }
+  if (nonEmptyString(message.replacedBy)) {
+    headers.push(['X-Symphony-Replaced-By', headerId(message.replacedBy)]);
+    fields.push({ label: 'Later replaced by edit', value: headerId(message.replacedBy) });
+  }
+  let notice: string | undefined;
+  if (suppression) {
+    const by =
+      suppression.suppressedBy && nonEmptyString(suppression.suppressedBy.userId) ? suppression.suppressedBy : sender;
+    const byAddress = addressOf(by, syntheticDomain);
+    const at = isoTime(suppression.suppressedAt) ?? isoTime(ts) ?? String(ts);
+    const removed = headerId(suppression.messageId);
+    headers.push(['X-Symphony-Suppressed-Message-Id', removed], ['X-Symphony-Suppressed-By', headerId(by.userId)]);
+    fields.push(
+      { label: 'Removed message', value: removed },
+      { label: 'Removed by', value: `${byAddress.name} <${byAddress.address}>` },
+      { label: 'Removed at', value: at },
+    );
+    const removedId = thread(suppression.messageId);
+    inReplyTo = removedId ?? inReplyTo;
+    notice =
+      `Message ${removed} was removed (suppressed) in Symphony by ${byAddress.name} <${byAddress.address}> at ${at}. ` +
+      `Its archived copy${removedId ? `, Message-ID <${removedId}>,` : ''} is kept unchanged.`;
+  }
+  if (action) {
+    headers.push(['X-Symphony-Form-Message-Id', headerId(action.formMessageId)]);
+    if (nonEmptyString(action.formId))
+      headers.push(['X-Symphony-Form-Id', cleanHeaderText(action.formId).slice(0, 200)]);
+    fields.push({ label: 'Form message', value: headerId(action.formMessageId) });
+    inReplyTo = thread(action.formMessageId) ?? inReplyTo;
   }
 
   const people = new Map<string, Person>();
   for (const p of [...participants, sender]) if (!people.has(p.userId)) people.set(p.userId, p);
 
-  const provided = input.attachments ?? [];
-  const attachments: MimeAttachment[] = provided.map((a, i) => {
-    const att: MimeAttachment = { filename: safeFilename(a.name, `attachment-${i + 1}`), content: a.content };
-    if (nonEmptyString(a.id)) att.symphonyId = a.id;
-    return att;
+  const provided = Array.isArray(input.attachments) ? input.attachments : [];
+  const attachments: MimeAttachment[] = [];
+  const providedIds = new Set<string>();
+  const takenNames = new Set<string>([SOURCE_ATTACHMENT_NAME]);
+  provided.forEach((a, i) => {
+    if (!a || typeof a !== 'object') return;
+    const content = Buffer.isBuffer(a.content)
+      ? a.content
+      : a.content instanceof Uint8Array
+        ? Buffer.from(a.content)
+        : undefined;
+    if (!content) {
+      warnings.push(`attachment ${i + 1} has no content; left out`);
+      return;
+    }
+    let filename = safeFilename(a.name, `attachment-${i + 1}`);
+    // Two files of one name stay two files (and never replace the source JSON).
+    if (takenNames.has(filename)) filename = safeFilename(`${i + 1}-${filename}`, `attachment-${i + 1}`);
+    takenNames.add(filename);
+    const att: MimeAttachment = { filename, content };
+    if (nonEmptyString(a.id)) {
+      att.symphonyId = cleanHeaderText(a.id).slice(0, 200);
+      providedIds.add(a.id);
+    }
+    attachments.push(att);
   });
   const listed: { name: string; size: number; missing?: boolean }[] = attachments.map((a) => ({
     name: a.filename,
     size: a.content.length,
   }));
-  const providedIds = new Set(provided.map((a) => a.id));
   const declared = Array.isArray(message.attachments) ? message.attachments : [];
   for (const [i, info] of declared.entries()) {
     if (!info || typeof info !== 'object' || providedIds.has(info.id)) continue;
@@ -122,41 +298,61 @@ export async function convertMessage(input: ConvertInput): Promise<ConvertedItem
   }
 
   const bodies = buildBodies({
+    kind,
     message,
-    sender: from,
-    conversationName,
-    streamType,
+    fields,
     people,
     attachments: listed,
+    takenNames,
+    ...(notice ? { notice } : {}),
+    ...(action ? { elementsAction: action } : {}),
   });
   warnings.push(...bodies.warnings);
+  if (typeof message.diagnostic === 'string' && message.diagnostic.trim() !== '') {
+    warnings.push(
+      `Symphony reported a diagnostic for this message: ${cleanHeaderText(message.diagnostic).slice(0, 200)}`,
+    );
+  }
+  for (const img of bodies.images)
+    attachments.push({ filename: img.filename, content: img.content, contentType: img.contentType });
 
+  const { formMessage: _form, ...actionRecord } = action ?? {};
+  const source = suppression
+    ? { event: 'MESSAGESUPPRESSED', suppression, message }
+    : action
+      ? { event: 'SYMPHONYELEMENTSACTION', elementsAction: actionRecord, message }
+      : message;
   attachments.push({
     filename: SOURCE_ATTACHMENT_NAME,
-    content: Buffer.from(JSON.stringify(message, null, 2) + '\n', 'utf8'),
-    contentType: 'application/json; charset=utf-8',
+    content: sourceJson(source),
+    contentType: 'application/json',
+    params: { charset: 'utf-8' },
   });
 
-  let raw: Buffer;
-  try {
-    raw = await composeMime({
-      messageId,
-      date,
-      from,
-      to,
-      subject,
-      headers,
-      ...(inReplyTo ? { inReplyTo, references } : {}),
-      text: bodies.text,
-      html: bodies.html,
-      attachments,
-    });
-  } catch (err) {
-    throw new AppError('ERR_CONVERT_FAILED', `MIME composition failed for ${headerId(message.messageId)}`, {
-      cause: err,
-    });
-  }
+  const raw = composeMime({
+    messageId,
+    date,
+    from,
+    to,
+    subject,
+    headers,
+    ...(inReplyTo && references.includes(inReplyTo) ? { inReplyTo, references } : {}),
+    text: bodies.text,
+    html: bodies.html,
+    attachments,
+  });
   return { raw, messageId, date, sha256: createHash('sha256').update(raw).digest('hex'), warnings };
+}
+
+/** Converts one item; anything unexpected becomes `ERR_CONVERT_FAILED` (quarantined, never a crashed run). */
+export async function convertMessage(input: ConvertInput): Promise<ConvertedItem> {
+  try {
+    return convert(input);
+  } catch (err) {
+    if (isAppError(err, 'ERR_CONVERT_FAILED')) throw err;
+    const id = nonEmptyString(input?.message?.messageId) ? ` ${headerId(input.message.messageId)}` : '';
+    throw new AppError('ERR_CONVERT_FAILED', `message${id}: ${reasonOf(err)}`, { cause: err });
+  }
 }
 
 /** The converter the pipeline uses (nodemailer `createTransport` naming). */

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ConvertInput } from '../../src/convert/converter.ts';
 import type { V4Message } from '../../src/source/symphony/api-types.ts';
@@ -7,9 +7,21 @@ export const FIXTURE_DIR = fileURLToPath(new URL('../fixtures/convert/', import.
 
 export const OPTIONS = { messageIdDomain: 'archive.example.com', syntheticDomain: 'symphony.invalid' } as const;
 
-/** Fixture files hold a ConvertInput whose attachment contents are base64 strings (JSON has no Buffer). */
+/**
+ * Fixture files hold a ConvertInput whose attachment contents are base64 strings (JSON has no Buffer) and
+ * whose options, if any, are merged over {@link OPTIONS}.
+ */
 interface FixtureFile extends Omit<ConvertInput, 'attachments' | 'options'> {
   attachments: { id: string; name: string; contentBase64: string }[];
+  options?: Partial<ConvertInput['options']>;
+}
+
+/** Every fixture input in the directory (`*.json`), sorted. */
+export function fixtureNames(): string[] {
+  return readdirSync(FIXTURE_DIR)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => f.slice(0, -5))
+    .sort();
 }
 
 export function loadFixture(name: string): ConvertInput {
@@ -21,7 +33,7 @@ export function loadFixture(name: string): ConvertInput {
       name: a.name,
       content: Buffer.from(a.contentBase64, 'base64'),
     })),
-    options: { ...OPTIONS },
+    options: { ...OPTIONS, ...file.options },
   };
 }
 
@@ -75,5 +87,37 @@ export function assertWireFormat(raw: Buffer): string | undefined {
   if (text.includes('\0')) return 'NUL';
   const long = text.split('\r\n').find((l) => l.length > 998);
   if (long !== undefined) return `line of ${long.length} octets`;
+  return undefined;
+}
+
+/** The only elements the HTML part may contain: the renderer's allow-list and the fixed document shell. */
+const SAFE_TAGS = new Set([
+  'html', 'head', 'meta', 'body', 'p', 'div', 'span', 'br', 'hr', 'b', 'strong', 'i', 'em', 'u', 's', 'sub', 'sup',
+  'ul', 'ol', 'li', 'table', 'thead', 'tbody', 'tfoot', 'tr', 'td', 'th', 'pre', 'code', 'blockquote', 'a',
+  'h1', 'h2', 'h3', 'h4', 'h5', 'h6',
+]); // prettier-ignore
+const SAFE_ATTRIBUTES = new Set(['href', 'rel', 'colspan', 'rowspan', 'border', 'charset']);
+
+/**
+ * Returns why `html` is not inert, or undefined: every `<` opens an allow-listed tag (text `<` is escaped),
+ * no attribute other than href/rel/colspan/rowspan/border (so no `on*`, `style`, `src`, `background`), and
+ * every href is an absolute http(s) or mailto URL (reliability.md §3 row 3).
+ */
+export function unsafeHtml(html: string): string | undefined {
+  const body = html.replace(/^<!DOCTYPE html>\n/, '');
+  const tag = /<(\/?)([A-Za-z][A-Za-z0-9]*)((?:\s+[^\s="'<>/]+(?:\s*=\s*(?:"[^"]*"|'[^']*'))?)*)\s*(\/?)>/y;
+  for (let i = body.indexOf('<'); i >= 0; i = body.indexOf('<', i + 1)) {
+    tag.lastIndex = i;
+    const m = tag.exec(body);
+    if (!m) return `"<" that opens no tag at ${i}: ${body.slice(i, i + 40)}`;
+    const name = m[2]!.toLowerCase();
+    if (!SAFE_TAGS.has(name)) return `element <${name}>`;
+    for (const a of m[3]!.matchAll(/([^\s=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'))?/g)) {
+      const attr = a[1]!.toLowerCase();
+      const value = a[2] ?? a[3] ?? '';
+      if (!SAFE_ATTRIBUTES.has(attr)) return `attribute ${attr} on <${name}>`;
+      if (attr === 'href' && !/^(https?:\/\/|mailto:)/.test(value)) return `href ${value}`;
+    }
+  }
   return undefined;
 }
