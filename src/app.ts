@@ -104,6 +104,7 @@ export async function runConnector(
         convert: {
           messageIdDomain: connector.convert.messageIdDomain ?? `symphony.${podHost}`.toLowerCase(),
           syntheticDomain: connector.convert.syntheticDomain,
+          ...(connector.convert.subjectTemplate ? { subjectTemplate: connector.convert.subjectTemplate } : {}),
         },
         maxAttempts: connector.delivery.maxAttempts,
         concurrency: connector.delivery.concurrency,

@@ -104,6 +104,8 @@ export const connectorSchema = z.strictObject({
       messageIdDomain: domain.optional(),
       /** Domain of synthetic addresses for people without email; `.invalid` is reserved (RFC 2606). */
       syntheticDomain: domain.default('symphony.invalid'),
+      /** Subject of each item; placeholders in convert/converter.ts `ConvertOptions.subjectTemplate`. */
+      subjectTemplate: z.string().min(1).max(200).optional(),
     })
     .default({ syntheticDomain: 'symphony.invalid' }),
   delivery: z
