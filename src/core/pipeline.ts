@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConvertOptions, Converter, ConvertedItem } from '../convert/converter.ts';
 import type { DeliveryItem, MailboxWriter } from '../deliver/mailbox-writer.ts';
 import { resolveMailbox, type MappingConfig } from '../mapping/index.ts';
@@ -64,6 +65,9 @@ interface Copy {
 }
 
 const PARTIAL_PREFIX = 'partially imported: ';
+/** Pauses a throttled mailbox is given within one batch, and the longest pause taken in-cycle. */
+const MAX_THROTTLE_ROUNDS = 3;
+const MAX_THROTTLE_WAIT_MS = 60_000;
 /** Copies of one mailbox handed to the writer at once: enough for a full MULTIAPPEND batch. */
 const PER_MAILBOX_IN_FLIGHT = 64;
 const TERMINAL = new Set(['delivered', 'unmapped']);
@@ -515,7 +519,8 @@ export class ArchiveCycle {
   async #deliver(copies: Copy[]): Promise<{ rows: LedgerRow[]; events: RunEvent[]; counts: Partial<RunCounts> }> {
     const events: RunEvent[] = [];
     const counts = { delivered: 0, duplicates: 0, failed: 0, partial: 0 };
-    const deliverOne = async ({ row, item }: Copy): Promise<LedgerRow> => {
+    /** A throttled copy comes back as the wait the destination asked for, while this batch may still wait. */
+    const deliverOne = async ({ row, item }: Copy, mayWait: boolean): Promise<LedgerRow | { waitMs: number }> => {
       this.#check();
       try {
         const receipt = await this.#d.writer.append(row.mailbox, item, this.#signal);
@@ -533,6 +538,9 @@ export class ArchiveCycle {
         return { ...row, status: 'delivered', receipt: receipt.ref, reason, attempts: row.attempts + 1 };
       } catch (err) {
         if (isAppError(err, 'ERR_ABORTED')) throw err;
+        if (mayWait && isAppError(err, 'ERR_SINK_THROTTLED') && (err.retryAfterMs ?? 0) <= MAX_THROTTLE_WAIT_MS) {
+          return { waitMs: err.retryAfterMs ?? 1000 };
+        }
         const permanent = isAppError(err) && !err.retryable && err.code === 'ERR_SINK_REJECTED';
         counts.failed += 1;
         events.push({
@@ -556,8 +564,28 @@ export class ArchiveCycle {
     copies.forEach((c, i) => groups.set(c.row.mailbox, [...(groups.get(c.row.mailbox) ?? []), i]));
     const rows = new Array<LedgerRow>(copies.length);
     await mapLimit([...groups.values()], this.#d.concurrency, async (indexes) => {
-      const settled = await mapLimit(indexes, PER_MAILBOX_IN_FLIGHT, (i) => deliverOne(copies[i]!));
-      indexes.forEach((i, k) => (rows[i] = settled[k]!));
+      // A mailbox that asks for a pause (Exchange "Suggested Backoff Time", IMAP [LIMIT], Graph Retry-After past the
+      // writer's own patience) gets it here, a few times, rather than leaving its copies for the next cycle.
+      let pending = indexes;
+      for (let round = 1; pending.length > 0; round++) {
+        const settled = await mapLimit(pending, PER_MAILBOX_IN_FLIGHT, (i) =>
+          deliverOne(copies[i]!, round <= MAX_THROTTLE_ROUNDS),
+        );
+        let waitMs = 0;
+        const again: number[] = [];
+        pending.forEach((i, k) => {
+          const outcome = settled[k]!;
+          if ('waitMs' in outcome) {
+            again.push(i);
+            waitMs = Math.max(waitMs, outcome.waitMs);
+          } else rows[i] = outcome;
+        });
+        if (again.length) {
+          this.#d.logger.info({ mailbox: copies[again[0]!]!.row.mailbox, waitMs }, 'destination asked to slow down');
+          await sleep(waitMs, undefined, this.#signal ? { signal: this.#signal } : {}).catch(() => this.#check());
+        }
+        pending = again;
+      }
     });
     await this.#d.writer.flush();
     return { rows, events, counts };
