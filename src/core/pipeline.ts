@@ -149,6 +149,20 @@ export class ArchiveCycle {
     if (this.#signal?.aborted) throw new AppError('ERR_ABORTED', 'cycle cancelled');
   }
 
+  /** Commits what is not a page of messages: run counts, events, a stream's final checkpoint. */
+  #record(part: Partial<Omit<PageCommit, 'connectorId' | 'runId'>>): Promise<void> {
+    return this.#d.store.commit({
+      connectorId: this.#d.connectorId,
+      runId: this.#runId,
+      ledger: [],
+      quarantined: [],
+      released: [],
+      events: [],
+      counts: {},
+      ...part,
+    });
+  }
+
   #progress(): void {
     this.#d.onProgress?.({
       streamsTotal: this.#streamsTotal,
@@ -199,15 +213,7 @@ export class ArchiveCycle {
         });
       }
       const { rows: delivered, events, counts } = await this.#deliver(copies);
-      await store.commit({
-        connectorId,
-        runId: this.#runId,
-        ledger: [...settled, ...delivered],
-        quarantined: [],
-        released: [],
-        events,
-        counts: this.#add(counts),
-      });
+      await this.#record({ ledger: [...settled, ...delivered], events, counts: this.#add(counts) });
       if (ref && delivered.every(settledInFull)) await stager.remove(ref);
     }
   }
@@ -224,15 +230,7 @@ export class ArchiveCycle {
       if (!known.has(streamId)) conversations.push({ id: streamId, type: 'UNLISTED' });
     }
     this.#streamsTotal = conversations.length;
-    await store.commit({
-      connectorId,
-      runId: this.#runId,
-      ledger: [],
-      quarantined: [],
-      released: [],
-      events: [],
-      counts: this.#add({ streams: conversations.length }),
-    });
+    await this.#record({ counts: this.#add({ streams: conversations.length }) });
     this.#progress();
     for (const conversation of conversations) {
       this.#check();
@@ -244,14 +242,8 @@ export class ArchiveCycle {
         if (isAppError(err) && err.code.startsWith('ERR_SINK') && !err.retryable) throw err;
         this.#streamErrors += 1;
         log.warn({ streamId: conversation.id, reason: reasonOf(err) }, 'conversation skipped this cycle');
-        await store.commit({
-          connectorId,
-          runId: this.#runId,
-          ledger: [],
-          quarantined: [],
-          released: [],
+        await this.#record({
           events: [{ level: 'error', kind: 'stream-unreadable', itemId: conversation.id, reason: reasonOf(err) }],
-          counts: {},
         });
       }
       this.#streamsDone += 1;
@@ -288,15 +280,8 @@ export class ArchiveCycle {
       await this.#archiveBatch(conversation, members, page, cursor, false);
     }
     if (conversation.lastMessageDate !== undefined) {
-      await store.commit({
-        connectorId,
-        runId: this.#runId,
+      await this.#record({
         checkpoint: { streamId: conversation.id, cursor, drainedThrough: conversation.lastMessageDate },
-        ledger: [],
-        quarantined: [],
-        released: [],
-        events: [],
-        counts: {},
       });
     }
   }

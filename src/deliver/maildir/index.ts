@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { syncDir } from '../../core/fs.ts';
 import { AppError, type AppErrorOptions } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { DeliveryItem, DeliveryReceipt, MailboxWriter } from '../mailbox-writer.ts';
@@ -331,15 +332,6 @@ async function subscribe(mailboxDir: string, name: string): Promise<boolean> {
   }
   await rename(tmp, file);
   return true;
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 function errnoOf(err: unknown): string | undefined {

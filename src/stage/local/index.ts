@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { syncDir } from '../../core/fs.ts';
 import { AppError, toAppError } from '../../core/errors.ts';
 import type { Stager } from '../stager.ts';
 
@@ -80,15 +80,6 @@ export class LocalStager implements Stager {
 
   async remove(ref: string): Promise<void> {
     await rm(this.#path(ref), { force: true });
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 
