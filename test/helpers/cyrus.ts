@@ -5,6 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from './net.ts';
 
 const run = promisify(execFile);
 
@@ -179,19 +180,6 @@ async function ensureCyrusUser(): Promise<void> {
     const detail = err instanceof Error ? err.message : String(err);
     throw new Error(`Cyrus needs a system user "cyrus" in group "mail" and useradd failed (needs root): ${detail}`);
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error('no free port'))));
-    });
-  });
 }
 
 /** Resolves true once the server sends an IMAP greeting. */
