@@ -81,10 +81,29 @@ export interface BenchReport {
     bigAttachment: { attachmentMb: number; itemMb: number; seconds: number; peakRssMb: number } | null;
   };
   targets: Target[];
+  /** Methods during which the rest of the machine was busy enough to skew the ratios. */
+  warnings: string[];
   profile: ProfileSummary | null;
 }
 
 const MB = 1024 * 1024;
+
+/**
+ * Share of the machine's CPU that other work may take while a method runs before its figure is suspect. Kernel
+ * threads writing back the method's own files count as other work too, hence not zero.
+ */
+const NOISE_SHARE = 0.25;
+
+/** One warning per method that ran while the machine was busy with something else. */
+export function noiseWarnings(methods: readonly MethodRow[], cpus: number): string[] {
+  return methods
+    .filter((m) => m.otherCpuSeconds / (m.seconds * cpus) > NOISE_SHARE)
+    .map(
+      (m) =>
+        `other work took ${Math.round((m.otherCpuSeconds / (m.seconds * cpus)) * 100)}% of the machine's CPU during ` +
+        `"${m.method}"; its ratios are not reliable. Run the bench again on an idle machine.`,
+    );
+}
 
 export function mb(bytes: number): number {
   return bytes / MB;
@@ -192,6 +211,7 @@ export function renderReport(r: BenchReport): string {
     ? `\nIMAP destination settings changed from the defaults: ${overrides.join(', ')}.`
     : '';
   const parts = [head + settings, methods, stages, targets];
+  if (r.warnings.length) parts.push(r.warnings.map((w) => `WARNING: ${w}`).join('\n'));
   if (r.profile) {
     const spots = (heading: string, list: ProfileSummary['functions']) =>
       table(

@@ -33,7 +33,7 @@ import {
   tsxRuntime,
 } from './processes.ts';
 import { summariseProfile } from './profile.ts';
-import { mb, renderReport, type BenchReport, type MethodRow, type Target } from './report.ts';
+import { mb, noiseWarnings, renderReport, type BenchReport, type MethodRow, type Target } from './report.ts';
 import type { ArchiveResult, BigAttachmentResult, CycleResult, StagesResult } from './types.ts';
 
 const exec = promisify(execFile);
@@ -543,6 +543,7 @@ async function bench(options: Options, startedAt: Date, cleanup: Cleanup): Promi
         : null,
     },
     targets,
+    warnings: noiseWarnings(methods, cpus.length),
     profile: profile ? await summariseProfile(profile, runtime.root) : null,
   };
 }
