@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { AppError } from '../../core/errors.ts';
 import { DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, startGraphEmulator } from '../../emulator/graph/index.ts';
-import { startSymphonyEmulator } from '../../emulator/symphony/index.ts';
+import { startSymphonyEmulator, type LiveCapture } from '../../emulator/symphony/index.ts';
 
 export interface EmulatorSymphonyOptions {
   port: number;
@@ -21,6 +21,14 @@ export interface EmulatorSymphonyOptions {
   sessionExpiryEvery?: number;
   brokenAttachments: boolean;
   unknownStreamType: boolean;
+  slowResponseRate: number;
+  slowResponseMs: number;
+  feedExpiryEvery?: number;
+  duplicateEventRate: number;
+  reorderEvents: boolean;
+  liveStart?: number;
+  liveSpeed: number;
+  liveCapture: LiveCapture;
 }
 
 async function publicKey(o: EmulatorSymphonyOptions): Promise<string> {
@@ -54,14 +62,28 @@ export async function emulatorSymphonyCommand(o: EmulatorSymphonyOptions): Promi
       rate500: o.rate500,
       brokenAttachments: o.brokenAttachments,
       unknownStreamType: o.unknownStreamType,
+      slowResponseRate: o.slowResponseRate,
+      slowResponseMs: o.slowResponseMs,
+      duplicateEventRate: o.duplicateEventRate,
+      reorderEvents: o.reorderEvents,
       ...(o.sessionExpiryEvery ? { sessionExpiryEvery: o.sessionExpiryEvery } : {}),
+      ...(o.feedExpiryEvery ? { feedExpiryEvery: o.feedExpiryEvery } : {}),
     },
+    ...(o.liveStart === undefined
+      ? {}
+      : { live: { startFraction: o.liveStart, speed: o.liveSpeed, capture: o.liveCapture } }),
   });
   const truth = emulator.groundTruth();
+  const clock =
+    o.liveStart === undefined
+      ? ''
+      : `  live: pod time starts at ${new Date(emulator.now()).toISOString()} and runs ${o.liveSpeed}× wall time; ` +
+        `ground truth assumes ${o.liveCapture} capture; pod time: ${emulator.url}/emulator/clock\n`;
   process.stdout.write(
     `Symphony emulator serving ${truth.streams} conversations and ${truth.messages} messages at ${emulator.url}\n` +
       `  pod ${emulator.url}/pod, agent ${emulator.url}/agent, login ${emulator.url}/login, key manager ${emulator.url}/relay\n` +
       `  ground truth (what each mailbox should receive): ${emulator.url}/emulator/ground-truth\n` +
+      clock +
       `  bot username: ${o.botUsername}. Ctrl-C stops.\n`,
   );
   await new Promise<void>((done) => {

@@ -9,13 +9,18 @@ export class Prng {
     this.state = seed >>> 0 || 0x6d2b79f5;
   }
 
-  /** Uniform in [0, 1). */
-  next(): number {
+  /** Uniform unsigned 32-bit integer. */
+  uint32(): number {
     this.state = (this.state + 0x6d2b79f5) >>> 0;
     let t = this.state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return (t ^ (t >>> 14)) >>> 0;
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    return this.uint32() / 4294967296;
   }
 
   /** Integer in [0, n). */
@@ -39,7 +44,11 @@ export class Prng {
 
   bytes(n: number): Buffer {
     const out = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) out[i] = this.int(256);
+    // Four bytes per draw: ids and attachment bodies are made of many bytes.
+    for (let i = 0; i < n; i += 4) {
+      const v = this.uint32();
+      for (let k = 0; k < 4 && i + k < n; k++) out[i + k] = (v >>> (8 * k)) & 0xff;
+    }
     return out;
   }
 

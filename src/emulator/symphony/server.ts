@@ -2,9 +2,21 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { canonicalId } from '../../core/ids.ts';
 import type { V4Message } from '../../source/symphony/api-types.ts';
 import type { Authenticator, TokenName } from './auth.ts';
+import type { PodClock } from './clock.ts';
+import { FeedError, parseDatahoseBody, type FeedHub, type Sleeps } from './feeds.ts';
 import { attachmentBytes } from './generate.ts';
 import type { Prng } from './prng.ts';
-import type { FaultOptions, Pod, PodStream, PodUser } from './types.ts';
+import type { FaultOptions, MembershipSpan, Pod, PodStream, PodUser } from './types.ts';
+import {
+  isVisible,
+  lastMessageDateAt,
+  lastModifiedAt,
+  lowerBound,
+  membersAt,
+  messageAt,
+  pastMembersAt,
+  roomNameAt,
+} from './views.ts';
 
 interface Reply {
   status: number;
@@ -44,18 +56,6 @@ function limitParam(url: URL, fallback: number, max: number): number {
 
 function skipParam(url: URL): number {
   return intParam(url, 'skip', 0, Number.MAX_SAFE_INTEGER);
-}
-
-/** First index whose timestamp is >= `since` (timestamps ascending). */
-function lowerBound(timestamps: number[], since: number): number {
-  let lo = 0;
-  let hi = timestamps.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((timestamps[mid] as number) < since) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 function userV2(u: PodUser, roles?: string[]): Record<string, unknown> {
@@ -108,7 +108,7 @@ function parseFilter(body: unknown): StreamFilter {
   return out;
 }
 
-function matchesFilter(s: PodStream, f: StreamFilter): boolean {
+function matchesFilter(state: ServerState, s: PodStream, f: StreamFilter): boolean {
   const types = (f.streamTypes ?? []).map((t) => t.type?.toUpperCase()).filter((t) => t !== undefined);
   // A stream with an unknown reported type is still a room underneath; match it by what it is so that
   // a client asking for the documented types still sees it (and must cope with the odd type string).
@@ -121,29 +121,34 @@ function matchesFilter(s: PodStream, f: StreamFilter): boolean {
   if (f.privacy === 'PUBLIC' && !s.isPublic) return false;
   if (f.privacy === 'PRIVATE' && s.isPublic) return false;
   // The real API filters on membership changes in the range; activity (creation .. last message) is close enough.
-  const lastActivity = Math.max(s.lastMessageDate ?? 0, s.lastModifiedDate, s.createdDate);
+  const now = state.clock.now();
+  const lastActivity = Math.max(lastMessageDateAt(state.pod, s, now) ?? 0, lastModifiedAt(s, now));
   if (f.startDate !== undefined && lastActivity < f.startDate) return false;
   if (f.endDate !== undefined && s.createdDate > f.endDate) return false;
   return true;
 }
 
-function adminStreamInfo(s: PodStream): Record<string, unknown> {
+function adminStreamInfo(state: ServerState, s: PodStream): Record<string, unknown> {
+  const now = state.clock.now();
+  const members = membersAt(s, now);
   const attributes: Record<string, unknown> = {
     createdByUserId: s.creatorId,
     createdDate: s.createdDate,
-    lastModifiedDate: s.lastModifiedDate,
+    lastModifiedDate: lastModifiedAt(s, now),
     originCompany: s.originCompany,
     originCompanyId: s.originCompanyId,
-    membersCount: s.members.length,
+    membersCount: members.length,
   };
   if (s.kind === 'ROOM') {
-    if (s.roomName !== undefined) attributes.roomName = s.roomName;
+    const name = roomNameAt(s, now);
+    if (name !== undefined) attributes.roomName = name;
     if (s.roomDescription !== undefined) attributes.roomDescription = s.roomDescription;
     attributes.groupChat = s.groupChat;
   } else {
-    attributes.members = s.members.map((m) => m.userId);
+    attributes.members = members.map((m) => m.userId);
   }
-  if (s.lastMessageDate !== undefined) attributes.lastMessageDate = s.lastMessageDate;
+  const lastMessageDate = lastMessageDateAt(state.pod, s, now);
+  if (lastMessageDate !== undefined) attributes.lastMessageDate = lastMessageDate;
   const info: Record<string, unknown> = {
     id: s.id,
     isExternal: s.isExternal,
@@ -181,7 +186,13 @@ export interface ServerState {
   pod: Pod;
   auth: Authenticator;
   faults: FaultOptions;
+  /** One draw per authenticated call: 429 or 500. */
   faultRng: Prng;
+  /** One draw per authenticated call: answered slowly or not. */
+  slowRng: Prng;
+  sleeps: Sleeps;
+  clock: PodClock;
+  feeds: FeedHub;
   requests: number;
   authenticatedCalls: number;
 }
@@ -191,7 +202,9 @@ export function createEmulatorServer(state: ServerState): Server {
     state.requests++;
     handle(state, req)
       .catch((err: unknown) =>
-        err instanceof HttpError ? errorReply(err.status, err.message) : errorReply(500, 'Internal emulator error'),
+        err instanceof HttpError || err instanceof FeedError
+          ? errorReply(err.status, err.message)
+          : errorReply(500, 'Internal emulator error'),
       )
       .then((reply) => send(res, reply))
       .catch(() => res.destroy());
@@ -221,6 +234,7 @@ async function handle(state: ServerState, req: IncomingMessage): Promise<Reply> 
   const path = url.pathname;
 
   if (method === 'GET' && path === '/emulator/ground-truth') return { status: 200, body: state.pod.groundTruth };
+  if (method === 'GET' && path === '/emulator/clock') return { status: 200, body: { now: state.clock.now() } };
 
   if (method === 'POST' && (path === '/login/pubkey/authenticate' || path === '/relay/pubkey/authenticate')) {
     const name: TokenName = path.startsWith('/login') ? 'sessionToken' : 'keyManagerToken';
@@ -257,8 +271,11 @@ async function handle(state: ServerState, req: IncomingMessage): Promise<Reply> 
     state.auth.invalidateAll();
   }
 
-  // Throttling and server errors may hit any endpoint (symphony-api.md §7); one draw per call keeps runs repeatable.
+  // Throttling, server errors and slowness may hit any endpoint (symphony-api.md §7); one draw of each per call
+  // keeps runs repeatable.
   const draw = state.faultRng.next();
+  const slow = state.slowRng.next() < (state.faults.slowResponseRate ?? 0);
+  if (slow) await state.sleeps.sleep(state.faults.slowResponseMs ?? 2000);
   const rate429 = state.faults.rate429 ?? 0;
   const rate500 = state.faults.rate500 ?? 0;
   if (draw < rate429) {
@@ -280,20 +297,28 @@ function matchRoute(method: string, path: string): Handler | undefined {
   if (method === 'GET' && path === '/pod/v2/sessioninfo') return sessionInfo;
   if (method === 'POST' && path === '/pod/v2/admin/streams/list') return adminStreamsList;
   if (method === 'GET' && path === '/pod/v3/users') return usersV3;
-  let m = /^\/pod\/v1\/admin\/stream\/([^/]+)\/membership\/list$/.exec(path);
-  if (m && method === 'GET') {
-    const id = m[1] as string;
-    return (state, url) => membershipList(state, url, id);
-  }
-  m = /^\/agent\/v4\/stream\/([^/]+)\/message$/.exec(path);
-  if (m && method === 'GET') {
-    const id = m[1] as string;
-    return (state, url) => streamMessages(state, url, id);
-  }
-  m = /^\/agent\/v1\/stream\/([^/]+)\/attachment$/.exec(path);
-  if (m && method === 'GET') {
-    const id = m[1] as string;
-    return (state, url) => attachment(state, url, id);
+  if (method === 'GET' && path === '/agent/v5/datafeeds') return listDatafeeds;
+  if (method === 'POST' && path === '/agent/v5/datafeeds') return createDatafeed;
+  if (method === 'POST' && path === '/agent/v5/events/read') return readDatahose;
+  const routes: [
+    string,
+    RegExp,
+    (state: ServerState, url: URL, req: IncomingMessage, id: string) => Promise<Reply> | Reply,
+  ][] = [
+    ['GET', /^\/pod\/v1\/admin\/stream\/([^/]+)\/membership\/list$/, membershipList],
+    ['GET', /^\/pod\/v1\/admin\/room\/([^/]+)\/membership\/list$/, roomMembershipList],
+    ['GET', /^\/agent\/v4\/stream\/([^/]+)\/message$/, streamMessages],
+    ['GET', /^\/agent\/v1\/message\/([^/]+)$/, messageById],
+    ['GET', /^\/agent\/v1\/stream\/([^/]+)\/attachment$/, attachment],
+    ['POST', /^\/agent\/v5\/datafeeds\/([^/]+)\/read$/, readDatafeed],
+    ['DELETE', /^\/agent\/v5\/datafeeds\/([^/]+)$/, deleteDatafeed],
+  ];
+  for (const [m, pattern, handler] of routes) {
+    const match = method === m ? pattern.exec(path) : null;
+    if (match) {
+      const id = match[1] as string;
+      return (state, url, req) => handler(state, url, req, id);
+    }
   }
   return undefined;
 }
@@ -301,7 +326,8 @@ function matchRoute(method: string, path: string): Handler | undefined {
 /** Stream ids arrive URL-safe or standard base64 (percent-encoded); both name the same stream (§2.1). */
 function findStream(state: ServerState, rawSegment: string): PodStream {
   const stream = state.pod.streamsById.get(canonicalId(decodeSegment(rawSegment)));
-  if (!stream) throw new HttpError(404, 'Stream not found');
+  // A stream created after pod-now does not exist yet.
+  if (!stream || stream.createdDate > state.clock.now()) throw new HttpError(404, 'Stream not found');
   return stream;
 }
 
@@ -314,7 +340,8 @@ async function adminStreamsList(state: ServerState, url: URL, req: IncomingMessa
   const limit = limitParam(url, 50, 100);
   const skip = skipParam(url);
   const filter = parseFilter(await readBody(req));
-  const matched = state.pod.streams.filter((s) => matchesFilter(s, filter));
+  const now = state.clock.now();
+  const matched = state.pod.streams.filter((s) => s.createdDate <= now && matchesFilter(state, s, filter));
   return {
     status: 200,
     body: {
@@ -322,17 +349,18 @@ async function adminStreamsList(state: ServerState, url: URL, req: IncomingMessa
       skip,
       limit,
       filter,
-      streams: matched.slice(skip, skip + limit).map(adminStreamInfo),
+      streams: matched.slice(skip, skip + limit).map((s) => adminStreamInfo(state, s)),
     },
   };
 }
 
-function membershipList(state: ServerState, url: URL, rawId: string): Reply {
+function membershipList(state: ServerState, url: URL, _req: IncomingMessage, rawId: string): Reply {
   // Default 100, max 1000 (symphony-api.md §2.3).
   const limit = limitParam(url, 100, 1000);
   const skip = skipParam(url);
   const stream = findStream(state, rawId);
-  const members = stream.members.slice(skip, skip + limit).map((m) => {
+  const current = membersAt(stream, state.clock.now());
+  const members = current.slice(skip, skip + limit).map((m) => {
     const u = state.pod.usersById.get(m.userId) as PodUser;
     const user: Record<string, unknown> = { userId: u.id };
     if (u.email) user.email = u.email;
@@ -344,9 +372,24 @@ function membershipList(state: ServerState, url: URL, rawId: string): Reply {
       companyId: u.companyId,
       isExternal: u.isExternal,
     });
-    return { user, isOwner: m.isOwner, isCreator: m.isCreator, joinDate: m.joinDate };
+    return { user, isOwner: m.isOwner, isCreator: m.isCreator, joinDate: m.join };
   });
-  return { status: 200, body: { count: stream.members.length, skip, limit, members } };
+  return { status: 200, body: { count: current.length, skip, limit, members } };
+}
+
+/**
+ * `MembershipList`: current members, and with `includePastMembers=true` also those who left, each with the
+ * date of their last join. There is no leave date (symphony-api.md §2.3).
+ */
+function roomMembershipList(state: ServerState, url: URL, _req: IncomingMessage, rawId: string): Reply {
+  const raw = url.searchParams.get('includePastMembers');
+  if (raw !== null && raw !== 'true' && raw !== 'false')
+    throw new HttpError(400, 'includePastMembers must be true or false');
+  const stream = findStream(state, rawId);
+  if (stream.kind !== 'ROOM') throw new HttpError(400, 'Stream is not a room');
+  const now = state.clock.now();
+  const spans: MembershipSpan[] = [...membersAt(stream, now), ...(raw === 'true' ? pastMembersAt(stream, now) : [])];
+  return { status: 200, body: spans.map((m) => ({ id: m.userId, owner: m.isOwner, joinDate: m.join })) };
 }
 
 function usersV3(state: ServerState, url: URL): Reply {
@@ -385,34 +428,60 @@ function usersV3(state: ServerState, url: URL): Reply {
   return { status: 200, body: { users, errors } };
 }
 
-function streamMessages(state: ServerState, url: URL, rawId: string): Reply {
+/**
+ * Suppressed messages are left out once suppressed. Whether the real API omits them is not documented
+ * (symphony-api.md §2.8); omitting is the harder case for a client, since a suppression inside a run of equal
+ * timestamps shifts what its `skip` counts.
+ */
+function streamMessages(state: ServerState, url: URL, _req: IncomingMessage, rawId: string): Reply {
   const sinceRaw = url.searchParams.get('since');
   if (sinceRaw === null || !/^\d+$/.test(sinceRaw)) throw new HttpError(400, 'since is required (epoch milliseconds)');
   const untilRaw = url.searchParams.get('until');
   if (untilRaw !== null && !/^\d+$/.test(untilRaw)) throw new HttpError(400, 'Invalid until');
   // Default 50, max 500 (symphony-api.md §2.4).
   const limit = limitParam(url, 50, 500);
-  const skip = skipParam(url);
+  let skip = skipParam(url);
   const stream = findStream(state, rawId);
+  const now = state.clock.now();
+  const until = untilRaw === null ? now : Math.min(now, Number(untilRaw));
   // `skip` counts messages at exactly `since` already seen; results are ascending and include `since` (§2.4).
-  const start = lowerBound(stream.timestamps, Number(sinceRaw)) + skip;
-  let page: V4Message[] = stream.messages.slice(start, start + limit);
-  if (untilRaw !== null) {
-    const until = Number(untilRaw);
-    page = page.filter((m) => m.timestamp <= until);
+  const page: V4Message[] = [];
+  for (
+    let i = lowerBound(stream.timestamps, Number(sinceRaw));
+    i < stream.messages.length && page.length < limit;
+    i++
+  ) {
+    const m = stream.messages[i] as V4Message;
+    if (m.timestamp > until) break;
+    if (!isVisible(state.pod, m, now)) continue;
+    if (skip > 0) {
+      skip--;
+      continue;
+    }
+    page.push(messageAt(state.pod, m, now));
   }
   if (page.length === 0) return { status: 204 };
   return { status: 200, body: page };
 }
 
-function attachment(state: ServerState, url: URL, rawId: string): Reply {
+/** `GET /agent/v1/message/{id}`: one V4Message, 204 when there is none (yet, or any more) (§2.4). */
+function messageById(state: ServerState, _url: URL, _req: IncomingMessage, rawId: string): Reply {
+  const found = state.pod.messagesById.get(canonicalId(decodeSegment(rawId)));
+  const now = state.clock.now();
+  if (!found || !isVisible(state.pod, found.message, now)) return { status: 204 };
+  return { status: 200, body: messageAt(state.pod, found.message, now) };
+}
+
+function attachment(state: ServerState, url: URL, _req: IncomingMessage, rawId: string): Reply {
   const stream = findStream(state, rawId);
   const fileIdRaw = url.searchParams.get('fileId');
   const messageIdRaw = url.searchParams.get('messageId');
   if (!fileIdRaw || !messageIdRaw) throw new HttpError(400, 'fileId and messageId are required');
   const messageId = canonicalId(messageIdRaw.replace(/ /g, '+'));
   const found = state.pod.messagesById.get(messageId);
-  if (!found || found.stream !== stream) throw new HttpError(404, 'Message not found in stream');
+  if (!found || found.stream !== stream || !isVisible(state.pod, found.message, state.clock.now())) {
+    throw new HttpError(404, 'Message not found in stream');
+  }
   // An unencoded `+` arrives as a space; accept it rather than fail on a client's encoding slip.
   const att =
     state.pod.attachments.get(`${messageId}\n${fileIdRaw}`) ??
@@ -424,4 +493,45 @@ function attachment(state: ServerState, url: URL, rawId: string): Reply {
     status: 200,
     text: { contentType: 'application/octet-stream', value: attachmentBytes(att).toString('base64') },
   };
+}
+
+function datafeedBody(id: string, createdAt: number): Record<string, unknown> {
+  // BDK matches tagged feeds by type "fanout" although the spec text says "datahose" (symphony-api.md §2.9).
+  return { id, createdAt, type: 'fanout' };
+}
+
+function listDatafeeds(state: ServerState, url: URL): Reply {
+  const tag = url.searchParams.get('tag') ?? undefined;
+  return { status: 200, body: state.feeds.listDatafeeds(tag).map((f) => datafeedBody(f.id, f.createdAt)) };
+}
+
+async function createDatafeed(state: ServerState, _url: URL, req: IncomingMessage): Promise<Reply> {
+  const body = await readBody(req);
+  if (body !== undefined && (typeof body !== 'object' || body === null || Array.isArray(body))) {
+    throw new HttpError(400, 'Invalid datafeed body');
+  }
+  const tag = (body as { tag?: unknown } | undefined)?.tag;
+  if (tag !== undefined && (typeof tag !== 'string' || tag.length === 0 || tag.length > 100)) {
+    throw new HttpError(400, 'tag must be 1 to 100 characters');
+  }
+  const feed = state.feeds.createDatafeed(tag);
+  return { status: 201, body: datafeedBody(feed.id, feed.createdAt) };
+}
+
+function deleteDatafeed(state: ServerState, _url: URL, _req: IncomingMessage, rawId: string): Reply {
+  state.feeds.deleteDatafeed(decodeSegment(rawId));
+  return { status: 204 };
+}
+
+async function readDatafeed(state: ServerState, _url: URL, req: IncomingMessage, rawId: string): Promise<Reply> {
+  const body = await readBody(req);
+  const ackId = body === undefined ? undefined : (body as { ackId?: unknown } | null)?.ackId;
+  if (ackId !== undefined && ackId !== null && typeof ackId !== 'string') throw new HttpError(400, 'Invalid ackId');
+  return { status: 200, body: await state.feeds.readDatafeed(decodeSegment(rawId), ackId ?? '') };
+}
+
+async function readDatahose(state: ServerState, _url: URL, req: IncomingMessage): Promise<Reply> {
+  const parsed = parseDatahoseBody(await readBody(req));
+  if (typeof parsed === 'string') throw new HttpError(400, parsed);
+  return { status: 200, body: await state.feeds.readDatahose(parsed) };
 }

@@ -4,19 +4,27 @@
  * operation (404, 429) are checked against the API's error schema instead.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { startSymphonyEmulator, type SymphonyEmulator } from '../../../src/emulator/symphony/index.ts';
 import type { V2AdminStreamInfo, V4Message } from '../../../src/source/symphony/api-types.ts';
 import { botKeys, otherKeys } from '../../source/symphony/helpers.ts';
+import { ALL_EVENT_TYPES } from './archiver.ts';
 import { agentHeaders, call, login, loginJwt, podHeaders, qs, type Response, type Tokens } from './http.ts';
 import { OpenApiValidator, type ApiName } from './openapi.ts';
 
 const validator = OpenApiValidator.load();
 
-const POD = { seed: 11, users: 12, streams: 10, messages: 300 };
+const POD = { seed: 11, users: 12, streams: 10, messages: 400 };
 
 const STREAMS_LIST = ['pod', 'post', '/v2/admin/streams/list'] as const;
 const MEMBERSHIP = ['pod', 'get', '/v1/admin/stream/{id}/membership/list'] as const;
+const ROOM_MEMBERSHIP = ['pod', 'get', '/v1/admin/room/{id}/membership/list'] as const;
+const MESSAGE = ['agent', 'get', '/v1/message/{id}'] as const;
+const DATAFEEDS = ['agent', 'get', '/v5/datafeeds'] as const;
+const CREATE_DATAFEED = ['agent', 'post', '/v5/datafeeds'] as const;
+const DELETE_DATAFEED = ['agent', 'delete', '/v5/datafeeds/{datafeedId}'] as const;
+const READ_DATAFEED = ['agent', 'post', '/v5/datafeeds/{datafeedId}/read'] as const;
+const READ_DATAHOSE = ['agent', 'post', '/v5/events/read'] as const;
 const USERS = ['pod', 'get', '/v3/users'] as const;
 const SESSION_INFO = ['pod', 'get', '/v2/sessioninfo'] as const;
 const MESSAGES = ['agent', 'get', '/v4/stream/{sid}/message'] as const;
@@ -296,7 +304,7 @@ describe('emulator responses conform to the official Symphony spec', () => {
         assert.deepEqual(validator.undocumentedProperties(...MESSAGES, res), [], s.id);
         total += list.length;
       }
-      assert.equal(total, POD.messages);
+      assert.equal(total, emu.groundTruth().messages);
     });
 
     it('pages with the default limit, skip and until', async () => {
@@ -367,10 +375,186 @@ describe('emulator responses conform to the official Symphony spec', () => {
     });
   });
 
+  describe('GET /pod/v1/admin/room/{id}/membership/list', () => {
+    it('lists the members of every room, with and without past members', async () => {
+      const rooms = streams.filter((s) => s.type === 'ROOM');
+      assert.ok(rooms.length > 0, 'rooms');
+      for (const s of rooms) {
+        for (const query of ['', '?includePastMembers=false', '?includePastMembers=true']) {
+          const res = await pod(`/pod/v1/admin/room/${s.id}/membership/list${query}`);
+          conforms(ROOM_MEMBERSHIP, res, 200);
+          assert.equal((res.body as unknown[]).length, s.attributes?.membersCount);
+        }
+      }
+    });
+
+    it('answers 400 for a stream that is not a room or a bad flag, 401 without a token, 404 for an unknown room', async () => {
+      const im = streams.find((s) => s.type === 'IM') as V2AdminStreamInfo;
+      const room = streams.find((s) => s.type === 'ROOM') as V2AdminStreamInfo;
+      conforms(ROOM_MEMBERSHIP, await pod(`/pod/v1/admin/room/${im.id}/membership/list`), 400);
+      conforms(ROOM_MEMBERSHIP, await pod(`/pod/v1/admin/room/${room.id}/membership/list?includePastMembers=yes`), 400);
+      conforms(ROOM_MEMBERSHIP, await call(emu.url, `/pod/v1/admin/room/${room.id}/membership/list`), 401);
+      undeclaredError(ROOM_MEMBERSHIP, await pod(`/pod/v1/admin/room/${'A'.repeat(34)}/membership/list`), 404);
+    });
+  });
+
+  describe('GET /agent/v1/message/{id}', () => {
+    it('returns the same V4Message as the stream listing, also through a standard-base64 id', async () => {
+      const sample = [...messages.values()].flatMap((list) => list.slice(0, 3));
+      assert.ok(sample.length > 0, 'messages');
+      for (const m of sample) {
+        const res = await agent(`/agent/v1/message/${m.messageId}`);
+        conforms(MESSAGE, res, 200);
+        assert.deepEqual(res.body, m);
+      }
+      const m = sample[0] as V4Message;
+      const standard = m.messageId.replace(/-/g, '+').replace(/_/g, '/') + '==';
+      const res = await agent(`/agent/v1/message/${encodeURIComponent(standard)}`);
+      conforms(MESSAGE, res, 200);
+      assert.equal((res.body as V4Message).messageId, m.messageId);
+    });
+
+    it('answers 204 for an unknown or a suppressed message, 401 without the key manager token', async () => {
+      conforms(MESSAGE, await agent(`/agent/v1/message/${'A'.repeat(34)}`), 204);
+      const suppressed = emu.groundTruth().suppressed[0] as string;
+      conforms(MESSAGE, await agent(`/agent/v1/message/${suppressed}`), 204);
+      const m = [...messages.values()].flat()[0] as V4Message;
+      conforms(MESSAGE, await call(emu.url, `/agent/v1/message/${m.messageId}`, { headers: podHeaders(tokens) }), 401);
+    });
+  });
+
   it('GET /emulator/ground-truth serves the ground truth', async () => {
     const res = await call(emu.url, '/emulator/ground-truth');
     assert.equal(res.status, 200);
     assert.deepEqual(res.body, emu.groundTruth());
+  });
+});
+
+describe('feeds and the room lists of a live pod conform to the spec', () => {
+  let emu: SymphonyEmulator;
+  let tokens: Tokens;
+  const agentCall = (path: string, method: 'GET' | 'POST' | 'DELETE' = 'GET', body?: unknown) =>
+    call(emu.url, path, { method, headers: agentHeaders(tokens), ...(body === undefined ? {} : { body }) });
+  const datahose = (body: Record<string, unknown>) => agentCall('/agent/v5/events/read', 'POST', body);
+  const hoseBody = { type: 'datahose', tag: 'contract', eventTypes: ['MESSAGESENT', 'USERLEFTROOM'] };
+
+  // A fresh pod for each test: what a feed sees depends on when it was created.
+  beforeEach(async () => {
+    emu = await startSymphonyEmulator({
+      ...POD,
+      botPublicKeyPem: botKeys().publicKeyPem,
+      live: { startFraction: 0.4 },
+      longPollMs: 20,
+    });
+    tokens = await login(emu.url, botKeys().privateKeyPem);
+  });
+  afterEach(() => emu.close());
+
+  it('datafeed: create (201), list, read, delete (204)', async () => {
+    const created = await agentCall('/agent/v5/datafeeds', 'POST', { tag: 'contract-feed' });
+    conforms(CREATE_DATAFEED, created, 201);
+    const feed = created.body as { id: string; type: string; createdAt: number };
+    assert.deepEqual(feed, { id: 'contract-feed', type: 'fanout', createdAt: emu.now() });
+    const untagged = await agentCall('/agent/v5/datafeeds', 'POST');
+    conforms(CREATE_DATAFEED, untagged, 201);
+    assert.match((untagged.body as { id: string }).id, /^[^\s_]+_f$/, 'BDK recognises <id>_f');
+    const listed = await agentCall('/agent/v5/datafeeds');
+    conforms(DATAFEEDS, listed, 200);
+    assert.equal((listed.body as unknown[]).length, 2);
+    const byTag = await agentCall('/agent/v5/datafeeds?tag=contract-feed');
+    conforms(DATAFEEDS, byTag, 200);
+    assert.deepEqual(byTag.body, [feed]);
+
+    emu.advance(24 * 3_600_000);
+    const read = await agentCall('/agent/v5/datafeeds/contract-feed/read', 'POST', { ackId: '' });
+    conforms(READ_DATAFEED, read, 200);
+    assert.ok((read.body as { events: unknown[] }).events.length > 0, 'events');
+    const empty = await agentCall(`/agent/v5/datafeeds/${(untagged.body as { id: string }).id}/read`, 'POST');
+    conforms(READ_DATAFEED, empty, 200);
+
+    for (const id of ['contract-feed', (untagged.body as { id: string }).id]) {
+      conforms(DELETE_DATAFEED, await agentCall(`/agent/v5/datafeeds/${id}`, 'DELETE'), 204);
+    }
+    conforms(READ_DATAFEED, await agentCall('/agent/v5/datafeeds/contract-feed/read', 'POST'), 400);
+    conforms(DELETE_DATAFEED, await agentCall('/agent/v5/datafeeds/contract-feed', 'DELETE'), 400);
+    conforms(DATAFEEDS, await call(emu.url, '/agent/v5/datafeeds', { headers: podHeaders(tokens) }), 401);
+    conforms(READ_DATAFEED, await agentCall('/agent/v5/datafeeds/x/read', 'POST', { ackId: 7 }), 400);
+  });
+
+  it('datafeed: the 21st active feed is refused with 403', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const res = await agentCall('/agent/v5/datafeeds', 'POST', { tag: `limit-${i}` });
+      conforms(CREATE_DATAFEED, res, 201);
+      ids.push((res.body as { id: string }).id);
+    }
+    // The spec declares 403 ("20 active feeds") on the read, not the create; the emulator refuses the create.
+    undeclaredError(CREATE_DATAFEED, await agentCall('/agent/v5/datafeeds', 'POST', { tag: 'limit-20' }), 403);
+    for (const id of ids) conforms(DELETE_DATAFEED, await agentCall(`/agent/v5/datafeeds/${id}`, 'DELETE'), 204);
+  });
+
+  it('datahose: every event type matches V4Event, and bad bodies answer 400', async () => {
+    const reads: Response[] = [];
+    let ackId = '';
+    const read = async () => {
+      const res = await datahose({ type: 'datahose', tag: 'all', eventTypes: ALL_EVENT_TYPES, ackId });
+      conforms(READ_DATAHOSE, res, 200);
+      reads.push(res);
+      ackId = (res.body as { ackId: string }).ackId;
+      return (res.body as { events: unknown[] }).events.length;
+    };
+    await read();
+    emu.releaseAll();
+    while ((await read()) > 0);
+    const events = reads.flatMap(
+      (r) => (r.body as { events: { id: string; messageId: string; type: string }[] }).events,
+    );
+    assert.deepEqual(new Set(events.map((e) => e.type)), new Set(ALL_EVENT_TYPES));
+    assert.equal(new Set(events.map((e) => e.id)).size, events.length, 'event ids are unique');
+    assert.ok(
+      events.every((e) => typeof e.messageId === 'string' && e.messageId.length > 0),
+      'every event has a messageId',
+    );
+
+    for (const bad of [
+      {},
+      { ...hoseBody, type: 'datafeed' },
+      { ...hoseBody, tag: '' },
+      { ...hoseBody, tag: 'x'.repeat(81) },
+      { ...hoseBody, eventTypes: [] },
+      { ...hoseBody, eventTypes: ['MESSAGE_SENT'] },
+      { ...hoseBody, scopes: ['GALACTIC'] },
+      { ...hoseBody, ackId: 'never-issued' },
+    ]) {
+      conforms(READ_DATAHOSE, await datahose(bad), 400);
+    }
+    conforms(READ_DATAHOSE, await call(emu.url, '/agent/v5/events/read', { method: 'POST', body: hoseBody }), 401);
+  });
+
+  it('the room list with past members shows who left, with a join date in the past', async () => {
+    let past = 0;
+    for (let step = 0; step < 12; step++) {
+      emu.advance(6 * 3_600_000);
+      const list = await call(emu.url, '/pod/v2/admin/streams/list?limit=100', {
+        method: 'POST',
+        headers: podHeaders(tokens),
+        body: { streamTypes: [{ type: 'ROOM' }] },
+      });
+      for (const s of (list.body as { streams: V2AdminStreamInfo[] }).streams) {
+        const path = `/pod/v1/admin/room/${s.id}/membership/list`;
+        const current = await call(emu.url, path, { headers: podHeaders(tokens) });
+        const all = await call(emu.url, `${path}?includePastMembers=true`, { headers: podHeaders(tokens) });
+        conforms(ROOM_MEMBERSHIP, current, 200);
+        conforms(ROOM_MEMBERSHIP, all, 200);
+        const ids = new Set((current.body as { id: number }[]).map((m) => m.id));
+        for (const m of all.body as { id: number; joinDate: number }[]) {
+          if (ids.has(m.id)) continue;
+          past++;
+          assert.ok(m.joinDate <= emu.now(), 'joined in the past');
+        }
+      }
+    }
+    assert.ok(past > 0, 'some room has a past member at some point');
   });
 });
 

@@ -1,6 +1,6 @@
 /**
  * Behaviour of the Symphony emulator seen over HTTP: determinism, RSA login rules, token checks, limits,
- * the since/skip paging contract, the consistency of the ground truth with what the pod serves, and the
+ * the since/skip paging contract, the ground truth of a pod that is not live against what it serves, and the
  * fault options.
  */
 import assert from 'node:assert/strict';
@@ -15,6 +15,15 @@ import {
 } from '../../../src/emulator/symphony/index.ts';
 import type { V2AdminStreamInfo, V4Message } from '../../../src/source/symphony/api-types.ts';
 import { botKeys, otherKeys } from '../../source/symphony/helpers.ts';
+import {
+  directory,
+  expectStatus,
+  expectedTruth,
+  readAll,
+  sweep,
+  type Member as SweepMember,
+  type Sweep,
+} from './archiver.ts';
 import { agentHeaders, call, login, loginJwt, podHeaders, qs, type Response, type Tokens } from './http.ts';
 
 const POD = { seed: 11, users: 12, streams: 10, messages: 300 };
@@ -26,6 +35,7 @@ function start(options: { seed?: number; faults?: FaultOptions } = {}): Promise<
 interface Member {
   user: { userId: number; email?: string; isExternal: boolean };
   isOwner: boolean;
+  joinDate: number;
 }
 
 /** Everything the pod serves, read through the API. */
@@ -33,10 +43,6 @@ interface Snapshot {
   streams: V2AdminStreamInfo[];
   members: Map<string, Member[]>;
   messages: Map<string, V4Message[]>;
-}
-
-function expectStatus(res: Response, status: number): void {
-  assert.equal(res.status, status, `expected ${status}, got ${res.status}: ${JSON.stringify(res.body)}`);
 }
 
 async function snapshot(emu: SymphonyEmulator, tokens: Tokens): Promise<Snapshot> {
@@ -60,34 +66,9 @@ async function snapshot(emu: SymphonyEmulator, tokens: Tokens): Promise<Snapshot
     });
     expectStatus(m, 200);
     members.set(s.id, (m.body as { members: Member[] }).members);
-    messages.set(s.id, await readAll(emu, tokens, s.id, 500));
+    messages.set(s.id, await readAll(emu.url, tokens, s.id, 500));
   }
   return { streams, members, messages };
-}
-
-/**
- * Reads a stream as the spec asks (agent `/v4/stream/{sid}/message` description): `since` = timestamp of
- * the last message seen, `skip` = how many messages with that timestamp were already seen.
- */
-async function readAll(emu: SymphonyEmulator, tokens: Tokens, sid: string, limit: number): Promise<V4Message[]> {
-  const out: V4Message[] = [];
-  let since = 0;
-  let skip = 0;
-  for (let calls = 0; ; calls++) {
-    assert.ok(calls < 10_000, 'paging terminates');
-    const res = await call(emu.url, `/agent/v4/stream/${sid}/message${qs({ since, skip, limit })}`, {
-      headers: agentHeaders(tokens),
-    });
-    if (res.status === 204) return out;
-    expectStatus(res, 200);
-    const page = res.body as V4Message[];
-    assert.ok(page.length > 0 && page.length <= limit);
-    out.push(...page);
-    const last = (page.at(-1) as V4Message).timestamp;
-    const atLast = page.filter((m) => m.timestamp === last).length;
-    skip = last === since ? skip + atLast : atLast;
-    since = last;
-  }
 }
 
 async function messagePages(emu: SymphonyEmulator, tokens: Tokens): Promise<unknown[]> {
@@ -337,7 +318,7 @@ describe('Symphony emulator', () => {
     for (const limit of [1, 2, 3, 5]) {
       it(`since/skip paging with limit ${limit} yields every message once, across the burst`, async () => {
         const { sid, list } = biggestBurst();
-        const paged = await readAll(emu, tokens, sid, limit);
+        const paged = await readAll(emu.url, tokens, sid, limit);
         assert.deepEqual(
           paged.map((m) => m.messageId),
           list.map((m) => m.messageId),
@@ -347,7 +328,7 @@ describe('Symphony emulator', () => {
 
     it('paging every stream with a small limit gives the same messages as one big page', async () => {
       for (const [sid, list] of pod.messages) {
-        const paged = await readAll(emu, tokens, sid, 4);
+        const paged = await readAll(emu.url, tokens, sid, 4);
         assert.deepEqual(
           paged.map((m) => m.messageId),
           list.map((m) => m.messageId),
@@ -357,45 +338,63 @@ describe('Symphony emulator', () => {
     });
   });
 
-  describe('ground truth', () => {
+  describe('ground truth (a pod that is not live: capture "history")', () => {
     const allMessages = (): V4Message[] => [...pod.messages.values()].flat();
-
-    it('counts what the pod serves', () => {
-      assert.equal(truth.streams, pod.streams.length);
-      assert.equal(truth.messages, allMessages().length);
-      assert.equal(truth.messages, POD.messages);
-      assert.equal(new Set(allMessages().map((m) => m.messageId)).size, POD.messages, 'message ids are unique');
+    let served: Sweep;
+    before(async () => {
+      served = await sweep(emu.url, tokens);
     });
 
-    it('every mailbox holds exactly the messages of the streams its owner belongs to', () => {
-      const expected = new Map<string, Set<string>>();
-      for (const s of pod.streams) {
-        for (const m of pod.members.get(s.id) ?? []) {
-          if (!m.user.email) continue;
-          const key = m.user.email.toLowerCase();
-          const set = expected.get(key) ?? new Set<string>();
-          for (const msg of pod.messages.get(s.id) ?? []) set.add(msg.messageId);
-          expected.set(key, set);
-        }
+    it('counts what the pod serves, suppressed messages left out', async () => {
+      assert.equal(truth.capture, 'history');
+      assert.deepEqual(truth.events, {});
+      assert.equal(truth.streams, pod.streams.length);
+      assert.equal(truth.messages, allMessages().length);
+      assert.ok(truth.suppressed.length > 0, 'some messages are suppressed');
+      assert.equal(truth.messages + truth.suppressed.length, POD.messages);
+      assert.equal(new Set(allMessages().map((m) => m.messageId)).size, truth.messages, 'message ids are unique');
+      for (const id of truth.suppressed) {
+        const res = await call(emu.url, `/agent/v1/message/${id}`, { headers: agentHeaders(tokens) });
+        expectStatus(res, 204);
       }
-      assert.deepEqual(Object.keys(truth.mailboxes).sort(), [...expected.keys()].sort());
+    });
+
+    it('files each message to the members at its timestamp and its sender, by current email', async () => {
+      const users = new Set<number>();
+      for (const list of served.members.values()) for (const m of list) users.add(m.userId);
+      for (const list of served.messages.values()) for (const m of list) users.add(Number(m.user.userId));
+      const expected = expectedTruth({ events: [], end: served }, await directory(emu.url, tokens, users));
+      assert.equal(truth.messages, expected.messages);
+      assert.deepEqual(Object.keys(truth.mailboxes).sort(), [...expected.mailboxes.keys()].sort());
       for (const [email, ids] of Object.entries(truth.mailboxes)) {
         assert.equal(email, email.toLowerCase());
         assert.equal(new Set(ids).size, ids.length, `${email}: no duplicates`);
-        assert.deepEqual(new Set(ids), expected.get(email), email);
+        assert.deepEqual(new Set(ids), expected.mailboxes.get(email), email);
       }
+      assert.ok(expected.unmapped.length > 0, 'the pod has recipients without an email');
+      assert.deepEqual(truth.unmapped.map((u) => `${u.userId}/${u.messageId}`).sort(), expected.unmapped.sort());
     });
 
-    it('members without an email are listed as unmapped, per message', () => {
-      const expected: string[] = [];
-      for (const s of pod.streams) {
-        for (const m of pod.members.get(s.id) ?? []) {
-          if (m.user.email) continue;
-          for (const msg of pod.messages.get(s.id) ?? []) expected.push(`${m.user.userId}/${msg.messageId}`);
+    it('late joiners do not get what was said before they joined', () => {
+      let late = 0;
+      for (const [sid, list] of served.members) {
+        const stream = served.streams.find((s) => s.id === sid) as V2AdminStreamInfo;
+        const created = stream.attributes?.createdDate ?? 0;
+        for (const m of list.filter((x: SweepMember) => x.joinDate > created + 60_000)) {
+          const before = (served.messages.get(sid) ?? []).filter(
+            (msg) => msg.timestamp < m.joinDate && Number(msg.user.userId) !== m.userId,
+          );
+          if (before.length === 0) continue;
+          late++;
+          const email = Object.entries(truth.mailboxes).find(([, ids]) => ids.includes(before[0]?.messageId ?? ''));
+          assert.ok(email, 'the earlier message is filed somewhere');
         }
       }
-      assert.ok(expected.length > 0, 'the pod has members without an email');
-      assert.deepEqual(truth.unmapped.map((u) => `${u.userId}/${u.messageId}`).sort(), expected.sort());
+      assert.ok(late > 0, 'the pod has late joiners with earlier messages');
+      assert.ok(
+        [...served.members.values()].flat().every((m) => m.current),
+        'nobody leaves in a pod that is not live',
+      );
     });
 
     it('users without an email have no emailAddress in the directory either', async () => {
@@ -425,10 +424,12 @@ describe('Symphony emulator', () => {
     const hasEntityId = (type: string) => (m: V4Message) =>
       entities(m).some((e) => (e.id ?? []).some((i) => i.type === type));
 
-    it('has IMs, MIMs, group chats, rooms and an inactive stream', () => {
+    it('has IMs, MIMs, group chats, rooms, walls and an inactive stream', () => {
       const types = pod.streams.map((s) => s.type);
       assert.ok(types.includes('IM'));
       assert.ok(types.includes('MIM'));
+      assert.ok(types.includes('POST'));
+      for (const s of pod.streams.filter((x) => x.type === 'POST')) assert.equal(s.attributes?.members?.length, 1);
       assert.ok(pod.streams.some((s) => s.type === 'ROOM' && s.attributes?.groupChat === true));
       assert.ok(pod.streams.some((s) => s.type === 'ROOM' && s.attributes?.groupChat === false));
       assert.ok(pod.streams.some((s) => s.isActive === false));
@@ -498,45 +499,69 @@ describe('Symphony emulator', () => {
       }
     });
 
-    it('has replies to earlier messages of the same stream', () => {
+    it('has replies to earlier messages of the same stream and forwards from another', async () => {
       let replies = 0;
+      let forwards = 0;
       for (const list of pod.messages.values()) {
         const ids = new Set(list.map((m) => m.messageId));
         for (const m of list.filter((x) => x.parentMessageId)) {
-          replies++;
-          assert.ok(ids.has(m.parentMessageId as string), 'the parent is in the same stream');
+          if (ids.has(m.parentMessageId as string)) {
+            replies++;
+            continue;
+          }
+          forwards++;
+          const parent = await call(emu.url, `/agent/v1/message/${m.parentMessageId}`, {
+            headers: agentHeaders(tokens),
+          });
+          // The parent may have been suppressed since; otherwise it is an earlier message of another stream.
+          if (parent.status === 204) continue;
+          expectStatus(parent, 200);
+          const p = parent.body as V4Message;
+          assert.notEqual(p.stream.streamId, m.stream.streamId);
+          assert.ok(p.timestamp < m.timestamp);
         }
       }
       assert.ok(replies > 0, 'replies');
+      assert.ok(forwards > 0, 'forwards');
     });
 
     it('has edits linked both ways to the message they replace', () => {
       const byId = new Map(allMessages().map((m) => [m.messageId, m]));
+      // Either side of an edit may have been suppressed since; the rest must hold together.
+      const gone = new Set(truth.suppressed);
       const edits = allMessages().filter((m) => m.replacing);
       assert.ok(edits.length > 0, 'edits');
       for (const edit of edits) {
         const old = byId.get(edit.replacing as string);
-        assert.ok(old, 'the replaced message exists');
+        if (!old) {
+          assert.ok(gone.has(edit.replacing as string), 'the replaced message exists or was suppressed');
+          continue;
+        }
         assert.equal(old.replacedBy, edit.messageId);
         assert.equal(old.stream.streamId, edit.stream.streamId);
         assert.equal(old.user.userId, edit.user.userId, 'only the author edits');
-        assert.ok(old.timestamp < edit.timestamp);
+        assert.ok(old.timestamp < edit.timestamp, 'the edit is later');
         const initial = byId.get(edit.initialMessageId as string);
-        assert.ok(initial, 'initialMessageId points at a message');
+        if (!initial) {
+          assert.ok(gone.has(edit.initialMessageId as string), 'initialMessageId points at a message');
+          continue;
+        }
         assert.equal(edit.initialTimestamp, initial.timestamp);
         assert.equal(initial.replacing, undefined, 'the chain starts at an original');
       }
       for (const m of allMessages().filter((x) => x.replacedBy)) {
-        assert.equal(byId.get(m.replacedBy as string)?.replacing, m.messageId);
+        const edit = byId.get(m.replacedBy as string);
+        assert.ok(edit ? edit.replacing === m.messageId : gone.has(m.replacedBy as string), 'replacedBy points back');
       }
     });
 
-    it('every message names its stream and an author who is a member', () => {
+    it('every message names its stream and an author who is a member at its timestamp', () => {
       for (const [sid, list] of pod.messages) {
-        const memberIds = new Set((pod.members.get(sid) ?? []).map((m) => m.user.userId));
+        const members = pod.members.get(sid) ?? [];
         for (const m of list) {
           assert.equal(m.stream.streamId, sid);
-          assert.ok(memberIds.has(Number(m.user.userId)), `${m.messageId} author is a member`);
+          const author = members.find((x) => x.user.userId === Number(m.user.userId));
+          assert.ok(author && author.joinDate <= m.timestamp, `${m.messageId} author is a member`);
         }
       }
     });
