@@ -11,6 +11,8 @@ export const ERROR_CODES = {
   ERR_SOURCE_UNAVAILABLE: 'Symphony is unavailable',
   ERR_SOURCE_PROTOCOL: 'Symphony answered with an unexpected response',
   ERR_SOURCE_ATTACHMENT: 'An attachment could not be downloaded',
+  ERR_SOURCE_TLS: 'The Symphony server certificate could not be verified',
+  ERR_SOURCE_ORIGIN: 'A request outside the configured pod, agent and key manager was refused',
   ERR_CONVERT_FAILED: 'A message could not be converted to email',
   ERR_STAGE_IO: 'The staging area could not be read or written',
   ERR_SINK_IO: 'The mailbox could not be written',

@@ -1,4 +1,5 @@
-import { createPrivateKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { AppError } from '../../core/errors.ts';
 
@@ -13,6 +14,8 @@ export interface SymphonySourceConfig {
   username: string;
   /** PKCS#1 or PKCS#8 PEM. */
   privateKeyPem: string;
+  /** Names the real-time feed (Datafeed v5 tag, Datahose tag); default `symphony-archiver`. */
+  feedTag?: string;
   /** Messages per request, default 500 (API max 500, symphony-api.md §7). */
   pageSize?: number;
   /** Streams per admin list request, default 100 (API max 100). */
@@ -22,6 +25,10 @@ export interface SymphonySourceConfig {
   maxRetries?: number;
   backoffBaseMs?: number;
   backoffCapMs?: number;
+  /** Requests per second over every call of this source, logins included (burst: one second's worth); default none. */
+  requestsPerSecond?: number;
+  /** PEM bundle of CA certificates trusted in addition to Node's bundled roots, for pod, agent and key manager. */
+  caFile?: string;
 }
 
 /** The validated, defaulted configuration; the key is parsed once so a bad PEM fails at start-up. */
@@ -31,6 +38,7 @@ export interface ResolvedConfig {
   keyManagerUrl: string;
   username: string;
   privateKey: KeyObject;
+  feedTag: string;
   pageSize: number;
   streamPageSize: number;
   membersPageSize: number;
@@ -39,6 +47,9 @@ export interface ResolvedConfig {
   maxRetries: number;
   backoffBaseMs: number;
   backoffCapMs: number;
+  requestsPerSecond: number | undefined;
+  /** The certificates of `caFile`, one PEM each. */
+  ca: string[] | undefined;
 }
 
 function invalid(detail: string): AppError {
@@ -79,6 +90,40 @@ function intOption(name: string, value: number | undefined, fallback: number, mi
   return value;
 }
 
+/** Above Symphony's own 400 requests/s per source IP and pod node (symphony-api.md §7), a limit means nothing. */
+const MAX_REQUESTS_PER_SECOND = 10_000;
+
+function rateOption(value: number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > MAX_REQUESTS_PER_SECOND) {
+    throw invalid(`requestsPerSecond must be a number above 0 and at most ${MAX_REQUESTS_PER_SECOND}`);
+  }
+  return value;
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
+
+/** Read once at start-up, so an unreadable bundle fails there rather than as a TLS error on the first call. */
+function readCaFile(path: string | undefined): string[] | undefined {
+  if (path === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw invalid(`caFile ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  const pems = text.match(PEM_CERTIFICATE) ?? [];
+  if (pems.length === 0) throw invalid(`caFile ${path} holds no PEM certificate`);
+  pems.forEach((pem, i) => {
+    try {
+      new X509Certificate(pem);
+    } catch {
+      throw invalid(`caFile ${path}: certificate ${i + 1} is not a readable X.509 certificate`);
+    }
+  });
+  return pems;
+}
+
 function parsePrivateKey(pem: string): KeyObject {
   let key: KeyObject;
   try {
@@ -103,6 +148,7 @@ export function resolveConfig(config: SymphonySourceConfig): ResolvedConfig {
     keyManagerUrl: checkBaseUrl('keyManagerUrl', config.keyManagerUrl),
     username: config.username.trim(),
     privateKey: parsePrivateKey(config.privateKeyPem),
+    feedTag: config.feedTag ?? 'symphony-archiver',
     pageSize: intOption('pageSize', config.pageSize, 500, 1, 500),
     streamPageSize: intOption('streamPageSize', config.streamPageSize, 100, 1, 100),
     membersPageSize: 1000,
@@ -117,5 +163,7 @@ export function resolveConfig(config: SymphonySourceConfig): ResolvedConfig {
       backoffBaseMs,
       3_600_000,
     ),
+    requestsPerSecond: rateOption(config.requestsPerSecond),
+    ca: readCaFile(config.caFile),
   };
 }
