@@ -6,7 +6,7 @@
 import { openStore, runConnector } from '../../src/app.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/core/logger.ts';
-import { measureBigAttachment, measureStages } from './stages.ts';
+import { measureStages } from './stages.ts';
 import type { ArchiveResult, ChildResult, ChildTask, CycleResult } from './types.ts';
 
 const MEMORY_SAMPLE_MS = 100;
@@ -61,8 +61,6 @@ function perform(task: ChildTask): Promise<ChildResult> {
       return archive(task);
     case 'stages':
       return measureStages(task);
-    case 'big-attachment':
-      return measureBigAttachment(task);
   }
 }
 

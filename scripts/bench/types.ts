@@ -17,11 +17,6 @@ export type ChildTask =
       podUrl: string;
       username: string;
       privateKeyPath: string;
-    }
-  | {
-      kind: 'big-attachment';
-      megabytes: number;
-      maildirRoot: string;
     };
 
 export interface CycleResult {
@@ -63,12 +58,16 @@ export interface StagesResult {
   };
 }
 
+/** One message with a large attachment archived end to end into a Maildir (big-attachment.ts). */
 export interface BigAttachmentResult {
   kind: 'big-attachment';
   attachmentBytes: number;
+  /** The filed message: the attachment base64-encoded plus the text parts and headers. */
   itemBytes: number;
+  /** The whole cycle: the small pod's other messages too. */
   ms: number;
   maxRssKb: number;
+  startRssKb: number;
 }
 
-export type ChildResult = ArchiveResult | StagesResult | BigAttachmentResult;
+export type ChildResult = ArchiveResult | StagesResult;

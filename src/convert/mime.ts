@@ -6,7 +6,7 @@
  *
  * Structure: multipart/mixed [ multipart/alternative [ text/plain, text/html ], attachments… ].
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import {
   buildHeaderValue,
   detectMimeType,
@@ -18,9 +18,17 @@ import {
 import { encode as qpEncode, wrap as qpWrap } from 'nodemailer/lib/qp';
 import { cleanHeaderText, truncate, type MailAddress } from './headers.ts';
 
+/** An attachment body left in its file until the message is written (mime-stream.ts `composeMimeStream`). */
+export interface MimeFile {
+  path: string;
+  /** Exact length of the file in bytes. */
+  size: number;
+}
+
 export interface MimeAttachment {
   filename: string;
-  content: Buffer;
+  /** The bytes, or the file they are read from while the message is written. */
+  content: Buffer | MimeFile;
   /** `type/subtype` without parameters; derived from the file name when absent. */
   contentType?: string;
   /** Content-Type parameters other than `name`, e.g. `{ charset: 'utf-8' }`. */
@@ -46,7 +54,7 @@ export interface MimeInput {
   attachments: MimeAttachment[];
 }
 
-const CRLF = '\r\n';
+export const CRLF = '\r\n';
 
 /** RFC 2231 lets a parameter be arbitrarily long, but many clients and file systems stop at 255 bytes. */
 const FILENAME_MAX_BYTES = 255;
@@ -127,10 +135,10 @@ function field(name: string, value: string): string {
   return foldLines(`${name}: ${value}`, 76);
 }
 
-interface Part {
+export interface Part<Body = string> {
   headers: string[];
   /** Encoded body, CRLF line ends, no trailing CRLF. */
-  body: string;
+  body: Body;
 }
 
 /** Is any line longer than 76 characters (RFC 2045 §6.7 / RFC 5322 §2.1.1 recommend at most 78)? */
@@ -146,7 +154,7 @@ function hasLongLine(value: string): boolean {
 }
 
 /** Base64 in lines of 76 (RFC 2045 §6.8). */
-function base64Lines(content: Buffer): string {
+export function base64Lines(content: Buffer): string {
   const b64 = content.toString('base64');
   if (b64.length <= 76) return b64;
   const lines: string[] = [];
@@ -159,7 +167,7 @@ const SEVEN_BIT_TEXT = /^[\x20-\x7e\t\r\n]*$/;
  * A text part: 7bit when it is short-lined printable ASCII, else quoted-printable (mostly Latin) or base64.
  * Line ends become CRLF first, so nothing depends on the platform (RFC 5322 §2.3: no bare CR or LF).
  */
-function textPart(content: string, subtype: 'plain' | 'html'): Part {
+export function textPart(content: string, subtype: 'plain' | 'html'): Part {
   const lf = content.includes('\r') ? content.replace(/\r\n?/g, '\n') : content;
   const text = lf.replace(/\n/g, CRLF);
   const headers = [`Content-Type: text/${subtype}; charset=utf-8`];
@@ -175,7 +183,8 @@ function textPart(content: string, subtype: 'plain' | 'html'): Part {
   return { headers, body: base64Lines(Buffer.from(text, 'utf8')) };
 }
 
-function attachmentPart(a: MimeAttachment): Part {
+/** The part headers of an attachment; its body is always base64. */
+export function attachmentHeaders(a: MimeAttachment): string[] {
   const type = (a.contentType ?? contentTypeFor(a.filename)).replace(/[^\w.+/-]/g, '') || 'application/octet-stream';
   // `name=` as an RFC 2047 word for clients that ignore Content-Disposition (as nodemailer does); the
   // authoritative name is `filename` in Content-Disposition, RFC 2231-encoded by buildHeaderValue.
@@ -189,14 +198,23 @@ function attachmentPart(a: MimeAttachment): Part {
     field('Content-Disposition', buildHeaderValue({ value: 'attachment', params: { filename: a.filename } })),
   ];
   if (a.symphonyId) headers.push(field('X-Symphony-Attachment-Id', encodeUnstructured(a.symphonyId)));
-  return { headers, body: base64Lines(a.content) };
+  return headers;
 }
 
-function multipart(subtype: string, boundary: string, parts: readonly Part[]): Part {
+function inMemory(a: MimeAttachment): Buffer {
+  if (!Buffer.isBuffer(a.content)) throw new TypeError(`attachment ${a.filename} is in a file; use composeMimeStream`);
+  return a.content;
+}
+
+export function multipartHeader(subtype: string, boundary: string): string {
+  return field('Content-Type', `multipart/${subtype}; boundary="${boundary}"`);
+}
+
+export function multipart(subtype: string, boundary: string, parts: readonly Part[]): Part {
   const body: string[] = [];
   for (const p of parts) body.push(`--${boundary}${CRLF}${p.headers.join(CRLF)}${CRLF}${CRLF}${p.body}${CRLF}`);
   body.push(`--${boundary}--`);
-  return { headers: [field('Content-Type', `multipart/${subtype}; boundary="${boundary}"`)], body: body.join('') };
+  return { headers: [multipartHeader(subtype, boundary)], body: body.join('') };
 }
 
 /**
@@ -208,18 +226,34 @@ function boundaryBase(input: MimeInput, parts: readonly Part[]): string {
   const h = createHash('sha256').update(input.messageId);
   for (const p of parts) h.update('\0').update(p.body);
   for (let salt = 0; ; salt++) {
-    const base = h.copy().update(String(salt)).digest('hex').slice(0, 32);
+    const base = saltedBase(h, salt);
     if (!parts.some((p) => p.body.includes(base))) return base;
   }
 }
 
+/** Candidate `salt` for the boundary of the content hashed into `h`: 32 hex digits. */
+export function saltedBase(h: Hash, salt: number): string {
+  return h.copy().update(String(salt)).digest('hex').slice(0, 32);
+}
+
+/** Boundaries of the `multipart/mixed` root and of the `multipart/alternative` bodies. */
+export function boundaries(base: string): { mixed: string; alternative: string } {
+  return { mixed: `--_sym-${base}-Part_1`, alternative: `--_sym-${base}-Part_2` };
+}
+
+/** Serialises the message in memory; every attachment must be a Buffer. */
 export function composeMime(input: MimeInput): Buffer {
   const bodies = [textPart(input.text, 'plain'), textPart(input.html, 'html')];
-  const attachments = input.attachments.map(attachmentPart);
+  const attachments = input.attachments.map((a) => ({ headers: attachmentHeaders(a), body: base64Lines(inMemory(a)) }));
   const base = boundaryBase(input, [...bodies, ...attachments]);
-  const alternative = multipart('alternative', `--_sym-${base}-Part_2`, bodies);
-  const root = multipart('mixed', `--_sym-${base}-Part_1`, [alternative, ...attachments]);
+  const { mixed, alternative: alt } = boundaries(base);
+  const alternative = multipart('alternative', alt, bodies);
+  const root = multipart('mixed', mixed, [alternative, ...attachments]);
+  return Buffer.from(`${messageHeaders(input, root.headers).join(CRLF)}${CRLF}${CRLF}${root.body}${CRLF}`, 'utf8');
+}
 
+/** The message's own header fields, the root part's Content-Type last. */
+export function messageHeaders(input: MimeInput, rootHeaders: readonly string[]): string[] {
   const headers = [
     field('From', formatAddress(input.from)),
     field('To', input.to.map(formatAddress).join(', ')),
@@ -230,6 +264,6 @@ export function composeMime(input: MimeInput): Buffer {
   if (input.inReplyTo) headers.push(field('In-Reply-To', `<${input.inReplyTo}>`));
   if (input.references?.length) headers.push(field('References', input.references.map((r) => `<${r}>`).join(' ')));
   for (const [name, value] of input.headers) headers.push(field(name, encodeUnstructured(value)));
-  headers.push('MIME-Version: 1.0', ...root.headers);
-  return Buffer.from(`${headers.join(CRLF)}${CRLF}${CRLF}${root.body}${CRLF}`, 'utf8');
+  headers.push('MIME-Version: 1.0', ...rootHeaders);
+  return headers;
 }

@@ -1,3 +1,5 @@
+import type { StagedFile } from '../stage/stager.ts';
+
 /** One converted item on its way into a mailbox. */
 export interface DeliveryItem {
   /** `[a-z0-9]` token unique per source message; the writer's idempotency key within a folder. */
@@ -6,7 +8,11 @@ export interface DeliveryItem {
   messageId: string;
   /** Message time: file time in Maildir, INTERNALDATE over IMAP. */
   date: Date;
-  raw: Buffer;
+  /**
+   * The RFC 5322 bytes: in memory, or (large items) the staged file, which writers stream from and read into memory
+   * only as far as their destination's size limit allows (deliver/content.ts).
+   */
+  content: Buffer | StagedFile;
 }
 
 export interface DeliveryReceipt {

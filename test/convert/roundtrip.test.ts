@@ -216,7 +216,7 @@ describe('round trip through mailparser', () => {
       for (const a of input.attachments) {
         const got = mail.attachments.find((m) => m.filename === a.name);
         assert.ok(got, `attachment ${a.name} in ${JSON.stringify(names)}`);
-        assert.equal(sha(got.content), sha(a.content));
+        assert.equal(sha(got.content), sha(a.content as Buffer));
         assert.equal(got.contentDisposition, 'attachment');
       }
       const source = JSON.parse(mail.attachments[mail.attachments.length - 1]!.content.toString('utf8')) as unknown;

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { MailboxWriter } from '../../src/deliver/mailbox-writer.ts';
-import { makeItem } from './maildir/fixtures.ts';
+import { inFile, makeItem } from './maildir/fixtures.ts';
 
 /** A destination under test: `open()` gives a new writer on it each time, as a new process would. */
 export interface WriterTarget {
@@ -89,12 +92,34 @@ export function describeWriterContract(name: string, start: () => Promise<Writer
       try {
         const body = `Prix: 12 € — ${'données '.repeat(1)}\r\n${'x'.repeat(76)}\r\n`.repeat(13_000);
         const item = makeItem('c2big', new Date(BASE), body);
-        assert.ok(item.raw.length > 1_000_000);
+        assert.ok(item.content.length > 1_000_000);
         assert.equal((await writer.append(box(2), item)).duplicate, false);
         await writer.flush();
         assert.equal((await writer.inventory!(box(2))).get('c2big'), 1);
       } finally {
         await writer.close();
+      }
+    });
+
+    it('files items held in staged files, alone and among items in memory', async () => {
+      const writer = target.open();
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'contract-files-'));
+      try {
+        const body = `${'Zeile mit Umlauten: äöü '.repeat(3)}\r\n`.repeat(20_000);
+        const items = [
+          await inFile(makeItem('c3file0', new Date(BASE), body), dir),
+          makeItem('c3mem1', new Date(BASE + 60_000)),
+          await inFile(makeItem('c3file2', new Date(BASE + 120_000)), dir),
+        ];
+        const receipts = await Promise.all(items.map((item) => writer.append(box(1), item)));
+        assert.ok(receipts.every((r) => !r.duplicate));
+        await writer.flush();
+        assert.equal((await writer.append(box(1), items[0]!)).duplicate, true);
+        const inventory = await writer.inventory!(box(1));
+        for (const item of items) assert.equal(inventory.get(item.key), 1, item.key);
+      } finally {
+        await writer.close();
+        await rm(dir, { recursive: true, force: true });
       }
     });
   });

@@ -1,8 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { copyFile, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError, type ErrorCode } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
+import { itemBytes, itemSize } from '../content.ts';
 import type { DeliveryItem, DeliveryReceipt, MailboxWriter } from '../mailbox-writer.ts';
 import { IdentityTokenProvider, LoopbackTokenProvider, type TokenProvider } from './auth.ts';
 import { GraphClient, GraphHttpError, UncertainOutcome, type GraphRequest } from './client.ts';
@@ -15,6 +17,7 @@ import {
 import { HttpTransport } from './http.ts';
 import { sleep } from './limiter.ts';
 import { extractMessage, stubAttachments, type ExtractedAttachment, type StubbedAttachment } from './mime.ts';
+import { stubAttachmentsInFile } from './mime-file.ts';
 
 export { graphDestinationSchema, type GraphDestinationConfig, type GraphDestinationInput } from './config.ts';
 export type { TokenProvider } from './auth.ts';
@@ -622,16 +625,18 @@ export function createGraphWriter(input: GraphDestinationInput, deps: GraphWrite
   }
 
   async function keepOriginal(item: DeliveryItem): Promise<string> {
-    const hash = sha256(item.raw);
+    const { content } = item;
+    const hash = Buffer.isBuffer(content) ? sha256(content) : content.ref;
     if (!config.oversizeCopyDir) return `the archiver's staging area, item sha256:${hash}`;
     const dir = path.resolve(config.oversizeCopyDir);
     const file = path.join(dir, `${hash}.eml`);
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       const tmp = path.join(dir, `.${hash}.${randomBytes(6).toString('hex')}.tmp`);
-      const handle = await open(tmp, 'wx', 0o600);
+      if (!Buffer.isBuffer(content)) await copyFile(content.path, tmp, fsConstants.COPYFILE_EXCL);
+      const handle = await open(tmp, Buffer.isBuffer(content) ? 'wx' : 'r+', 0o600);
       try {
-        await handle.writeFile(item.raw);
+        if (Buffer.isBuffer(content)) await handle.writeFile(content);
         await handle.sync();
       } finally {
         await handle.close();
@@ -649,8 +654,15 @@ export function createGraphWriter(input: GraphDestinationInput, deps: GraphWrite
     return file;
   }
 
-  /** The item with attachments replaced by stubs: level 1 stubs the large ones, level 2 all of them. */
-  async function stubbed(item: DeliveryItem, level: 1 | 2, why: string): Promise<{ raw: Buffer; partial: string }> {
+  /**
+   * The item with attachments replaced by stubs: level 1 stubs the large ones, level 2 all of them. `raw` is undefined
+   * when even the stubbed item would exceed `maxItemBytes`; a staged file is then never read into memory.
+   */
+  async function stubbed(
+    item: DeliveryItem,
+    level: 1 | 2,
+    why: string,
+  ): Promise<{ raw: Buffer | undefined; partial: string }> {
     const location = await keepOriginal(item);
     const notice = (a: StubbedAttachment): string =>
       [
@@ -662,12 +674,11 @@ export function createGraphWriter(input: GraphDestinationInput, deps: GraphWrite
         `Full message kept at: ${location}`,
         '',
       ].join('\r\n');
-    const result = stubAttachments(
-      item.raw,
-      level === 1 ? config.stubMinBytes : 0,
-      notice,
-      `attachments removed: ${why}`,
-    );
+    const minBytes = level === 1 ? config.stubMinBytes : 0;
+    const reason = `attachments removed: ${why}`;
+    const result = Buffer.isBuffer(item.content)
+      ? stubAttachments(item.content, minBytes, notice, reason)
+      : await stubAttachmentsInFile(item.content, minBytes, notice, reason, config.maxItemBytes);
     if (result.stubbed.length === 0) {
       throw new AppError(
         'ERR_SINK_REJECTED',
@@ -686,18 +697,20 @@ export function createGraphWriter(input: GraphDestinationInput, deps: GraphWrite
       const found = await probe(mailbox, state.folderId, item.messageId, signal);
       if (found.length > 0) return { ref: found[0] as string, duplicate: true };
     }
-    let raw = item.raw;
+    const size = itemSize(item);
+    // Graph takes at most maxItemBytes, so only that much of a staged file is ever read into memory.
+    let raw = size <= config.maxItemBytes ? await itemBytes(item) : undefined;
     let partial: string | undefined;
     let level: 0 | 1 | 2 = 0;
     let forceJson = false;
-    if (raw.length > config.maxItemBytes) {
-      const why = `the message (${raw.length} bytes) is larger than the mailbox accepts (${config.maxItemBytes} bytes)`;
+    if (raw === undefined) {
+      const why = `the message (${size} bytes) is larger than the mailbox accepts (${config.maxItemBytes} bytes)`;
       for (const next of [1, 2] as const) {
         level = next;
         ({ raw, partial } = await stubbed(item, level, why));
-        if (raw.length <= config.maxItemBytes) break;
+        if (raw !== undefined && raw.length <= config.maxItemBytes) break;
       }
-      if (raw.length > config.maxItemBytes) {
+      if (raw === undefined || raw.length > config.maxItemBytes) {
         throw new AppError(
           'ERR_SINK_REJECTED',
           `item ${item.key} exceeds ${config.maxItemBytes} bytes even without attachments`,
@@ -733,9 +746,12 @@ export function createGraphWriter(input: GraphDestinationInput, deps: GraphWrite
           err.code === 'ErrorMessageSizeExceeded' ||
           err.code === 'ErrorAttachmentSizeShouldNotBeGreaterThanMaximumSize';
         if (!tooBig || level === 2) throw err;
-        const why = `the message (${item.raw.length} bytes) is larger than the mailbox accepts (${err.code})`;
+        const why = `the message (${size} bytes) is larger than the mailbox accepts (${err.code})`;
         level = level === 0 ? 1 : 2;
-        ({ raw, partial } = await stubbed(item, level, why));
+        const next = await stubbed(item, level, why);
+        if (next.raw === undefined) throw err;
+        raw = next.raw;
+        partial = next.partial;
       }
     }
   }

@@ -58,7 +58,7 @@ export interface ExtractedMessage {
   xHeaders: Header[];
 }
 
-function headerEnd(raw: Buffer, from: number, limit: number): { end: number; bodyStart: number } {
+export function headerEnd(raw: Buffer, from: number, limit: number): { end: number; bodyStart: number } {
   // A part that starts with a blank line has no headers (RFC 2046 §5.1.1: default text/plain).
   if (raw[from] === 0x0d && raw[from + 1] === 0x0a) return { end: from, bodyStart: from + 2 };
   if (raw[from] === 0x0a) return { end: from, bodyStart: from + 1 };
@@ -248,7 +248,7 @@ export function parseMime(raw: Buffer): MimePart {
   return parsePart(raw, 0, raw.length, 0);
 }
 
-function decodeQuotedPrintable(data: Buffer): Buffer {
+export function decodeQuotedPrintable(data: Buffer): Buffer {
   const out = Buffer.alloc(data.length);
   let n = 0;
   for (let i = 0; i < data.length; i++) {
@@ -336,13 +336,13 @@ export function parseAddressList(value: string | undefined): Address[] {
   return out;
 }
 
-interface Walk {
+export interface Walk {
   html: MimePart | undefined;
   text: MimePart | undefined;
   attachments: { part: MimePart; inline: boolean }[];
 }
 
-function walk(part: MimePart, acc: Walk, inRelated: boolean): void {
+export function walk(part: MimePart, acc: Walk, inRelated: boolean): void {
   const type = part.contentType.mediaType;
   if (part.children.length > 0) {
     if (type === 'multipart/related') {
@@ -437,10 +437,7 @@ export function stubAttachments(
   let pos = 0;
   const crlf = raw.includes('\r\n') ? '\r\n' : '\n';
   const rootHeaderEnd = headerEnd(raw, 0, raw.length).end;
-  pieces.push(
-    raw.subarray(0, rootHeaderEnd),
-    Buffer.from(`X-Symphony-Archiver-Partial: ${reason.replace(/[\r\n]+/g, ' ')}${crlf}`, 'utf8'),
-  );
+  pieces.push(raw.subarray(0, rootHeaderEnd), partialHeader(reason, crlf));
   pos = rootHeaderEnd;
   for (const { part, content } of targets) {
     const info: StubbedAttachment = {
@@ -449,18 +446,30 @@ export function stubAttachments(
       sha256: createHash('sha256').update(content).digest('hex'),
     };
     stubbed.push(info);
-    const text = Buffer.from(notice(info), 'utf8').toString('base64').replace(/.{76}/g, `$&${crlf}`);
-    const replacement = [
+    pieces.push(raw.subarray(pos, part.start), stubPart(info, notice(info), crlf));
+    pos = part.end;
+  }
+  pieces.push(raw.subarray(pos));
+  return { raw: Buffer.concat(pieces), stubbed };
+}
+
+/** The header field that marks a partially imported item, inserted at the end of its header section. */
+export function partialHeader(reason: string, crlf: string): Buffer {
+  return Buffer.from(`X-Symphony-Archiver-Partial: ${reason.replace(/[\r\n]+/g, ' ')}${crlf}`, 'utf8');
+}
+
+/** The text/plain part that takes a removed attachment's place. */
+export function stubPart(info: StubbedAttachment, notice: string, crlf: string): Buffer {
+  const text = Buffer.from(notice, 'utf8').toString('base64').replace(/.{76}/g, `$&${crlf}`);
+  return Buffer.from(
+    [
       'Content-Type: text/plain; charset=utf-8',
       `Content-Disposition: attachment; ${encodeFileNameParam(`${info.name} (removed).txt`)}`,
       'Content-Transfer-Encoding: base64',
       `X-Symphony-Archiver-Stub: size=${info.size}; sha256=${info.sha256}`,
       '',
       text,
-    ].join(crlf);
-    pieces.push(raw.subarray(pos, part.start), Buffer.from(replacement, 'utf8'));
-    pos = part.end;
-  }
-  pieces.push(raw.subarray(pos));
-  return { raw: Buffer.concat(pieces), stubbed };
+    ].join(crlf),
+    'utf8',
+  );
 }

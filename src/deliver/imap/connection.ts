@@ -216,25 +216,40 @@ export interface ImapResponse {
   command?: string;
   attributes?: Array<ImapToken | ImapToken[] | null>;
 }
+/** imapflow's per-command hooks: `onSend` once the command line is written, `onPlusTag` for each `+` continuation. */
+export interface CommandHooks {
+  onSend?: () => void;
+  onPlusTag?: () => void;
+}
+
 type RawExec = (
   command: string,
   attributes: unknown,
-  options?: { untagged?: Record<string, (response: ImapResponse) => void | Promise<void>>; comment?: string },
+  options?: {
+    untagged?: Record<string, (response: ImapResponse) => void | Promise<void>>;
+    comment?: string;
+  } & CommandHooks,
 ) => Promise<{ response: ImapResponse; next: () => void }>;
 
 /**
  * Sends one command through imapflow's command queue (`exec`, internal in imapflow 2.10: not in its .d.ts). Used for
- * what the public API does not offer: `LIST "" ""`/`LIST "" <name>` without the LSUB/STATUS extras, and MULTIAPPEND
- * (RFC 3502). imapflow is pinned to 2.10.2 in package.json, and the tests run every path against real servers.
+ * what the public API does not offer: `LIST "" ""`/`LIST "" <name>` without the LSUB/STATUS extras, MULTIAPPEND
+ * (RFC 3502) and APPEND with streamed literals (append.ts `appendStreamed`, through `hooks`). imapflow is pinned to
+ * 2.10.2 in package.json, and the tests run every path against real servers.
  */
 export async function rawCommand(
   conn: ImapConnection,
   command: string,
   attributes: unknown,
   untagged?: Record<string, (response: ImapResponse) => void>,
+  hooks?: CommandHooks,
 ): Promise<ImapResponse> {
   const exec = (conn.client as unknown as { exec: RawExec }).exec.bind(conn.client);
-  const result = await exec(command, attributes, untagged ? { untagged } : undefined);
+  const result = await exec(
+    command,
+    attributes,
+    untagged || hooks ? { ...hooks, ...(untagged && { untagged }) } : undefined,
+  );
   result.next();
   return result.response;
 }

@@ -1,5 +1,6 @@
 import { AppError } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
+import { itemHead, itemSize } from '../content.ts';
 import type { DeliveryItem, DeliveryReceipt, MailboxWriter } from '../mailbox-writer.ts';
 import { appendLimit, appendOne, multiAppend, type AppendOutcome } from './append.ts';
 import type { ImapDestinationConfig } from './config.ts';
@@ -36,6 +37,8 @@ export interface ImapWriterDeps {
 
 const KEY_SYNTAX = /^[A-Za-z0-9_-]{1,200}$/;
 const MAX_BACKOFF_MS = 5_000;
+/** Enough for the header section of any item the converter writes (To is capped at 500 addresses, convert/index.ts). */
+const HEADER_READ_MAX = 256 * 1024;
 
 /** One queued append. */
 interface Pending {
@@ -174,18 +177,18 @@ export function createImapWriter(config: ImapDestinationConfig, deps: ImapWriter
     const multi = config.multiappend && conn.client.capabilities.has('MULTIAPPEND');
     if (!multi) return lane.queue.splice(0, 1);
     const limit = appendLimit(conn);
-    const over = (p: Pending | undefined) => limit !== undefined && p !== undefined && p.item.raw.length > limit;
+    const over = (p: Pending | undefined) => limit !== undefined && p !== undefined && itemSize(p.item) > limit;
     const batch: Pending[] = [];
     let bytes = 0;
     while (lane.queue.length > 0 && batch.length < config.maxBatchItems) {
       const next = lane.queue[0];
       if (!next) break;
-      // An item over APPENDLIMIT goes alone, so imapflow's check refuses it without failing the others.
+      // An item over APPENDLIMIT goes alone, so the check before sending refuses it without failing the others.
       if (batch.length > 0 && (over(next) || over(batch[0]))) break;
-      if (batch.length > 0 && bytes + next.item.raw.length > config.maxBatchBytes) break;
+      if (batch.length > 0 && bytes + itemSize(next.item) > config.maxBatchBytes) break;
       batch.push(next);
       lane.queue.shift();
-      bytes += next.item.raw.length;
+      bytes += itemSize(next.item);
     }
     return batch;
   }
@@ -454,6 +457,7 @@ export function createImapWriter(config: ImapDestinationConfig, deps: ImapWriter
     return result;
   }
 
+  /** Checks the item before it is queued; a staged file's header section is read asynchronously by `checkHeader`. */
   function validate(mailbox: string, item: DeliveryItem): string {
     const name = normaliseMailbox(mailbox);
     if (!KEY_SYNTAX.test(item.key))
@@ -465,13 +469,21 @@ export function createImapWriter(config: ImapDestinationConfig, deps: ImapWriter
     if (!(item.date instanceof Date) || Number.isNaN(item.date.getTime()) || item.date.getTime() < 0) {
       throw new AppError('ERR_SINK_REJECTED', `item ${item.key} has no valid date`);
     }
-    if (!hasMessageIdHeader(item.raw, item.messageId)) {
-      throw new AppError(
-        'ERR_SINK_REJECTED',
-        `item ${item.key}: the message has no Message-ID header <${item.messageId}>`,
-      );
-    }
+    if (Buffer.isBuffer(item.content)) checkMessageId(item, item.content);
     return name;
+  }
+
+  async function checkHeader(item: DeliveryItem): Promise<void> {
+    let head: Buffer;
+    try {
+      head = await itemHead(item, HEADER_READ_MAX);
+    } catch (err) {
+      throw new AppError('ERR_STAGE_IO', `item ${item.key}: cannot read its staged file`, {
+        retryable: true,
+        cause: err,
+      });
+    }
+    checkMessageId(item, head);
   }
 
   return {
@@ -506,27 +518,30 @@ export function createImapWriter(config: ImapDestinationConfig, deps: ImapWriter
         const flightKey = `${lane.identity.key}\0${item.key}`;
         const pending = inFlight.get(flightKey);
         if (pending) return pending.then((first) => ({ ref: first.ref, duplicate: true }));
-        const job = new Promise<DeliveryReceipt>((resolve, reject) => {
-          const pending: Pending = { item, signal, losses: 0, resolve, reject };
-          lane.queue.push(pending);
-          // Still waiting in the queue when cancelled: leave at once. Once taken, the APPEND runs to its end.
-          signal?.addEventListener(
-            'abort',
-            () => {
-              const i = lane.queue.indexOf(pending);
-              if (i < 0) return;
-              lane.queue.splice(i, 1);
-              reject(new AppError('ERR_ABORTED', `append of ${item.key}`, { cause: signal.reason }));
-            },
-            { once: true },
-          );
-        });
+        const enqueue = () =>
+          new Promise<DeliveryReceipt>((resolve, reject) => {
+            const pending: Pending = { item, signal, losses: 0, resolve, reject };
+            lane.queue.push(pending);
+            // Still waiting in the queue when cancelled: leave at once. Once taken, the APPEND runs to its end.
+            signal?.addEventListener(
+              'abort',
+              () => {
+                const i = lane.queue.indexOf(pending);
+                if (i < 0) return;
+                lane.queue.splice(i, 1);
+                reject(new AppError('ERR_ABORTED', `append of ${item.key}`, { cause: signal.reason }));
+              },
+              { once: true },
+            );
+            kick(lane);
+          });
+        // Registered before any await, so a concurrent append of the same key finds this one.
+        const job = Buffer.isBuffer(item.content) ? enqueue() : checkHeader(item).then(enqueue);
         inFlight.set(flightKey, job);
         void job.then(
           () => inFlight.delete(flightKey),
           () => inFlight.delete(flightKey),
         );
-        kick(lane);
         return job;
       } catch (err) {
         return Promise.reject(err);
@@ -582,6 +597,15 @@ function isTryCreate(err: unknown): boolean {
   if (!isServerRefusal(err)) return false;
   const code = (err as { serverResponseCode?: string }).serverResponseCode?.toUpperCase();
   return code === 'TRYCREATE' || code === 'NONEXISTENT';
+}
+
+function checkMessageId(item: DeliveryItem, head: Buffer): void {
+  if (!hasMessageIdHeader(head, item.messageId)) {
+    throw new AppError(
+      'ERR_SINK_REJECTED',
+      `item ${item.key}: the message has no Message-ID header <${item.messageId}>`,
+    );
+  }
 }
 
 /** Whether the header section carries `Message-ID: <id>` (case-insensitive; folded or not). */

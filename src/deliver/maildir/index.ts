@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { syncDir } from '../../core/fs.ts';
 import { AppError, type AppErrorOptions } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
+import { itemSize } from '../content.ts';
 import type { DeliveryItem, DeliveryReceipt, MailboxWriter } from '../mailbox-writer.ts';
 
 export interface MaildirWriterConfig {
@@ -131,7 +132,7 @@ export function createMaildirWriter(config: MaildirWriterConfig, deps: MaildirWr
 
     const seconds = Math.floor(item.date.getTime() / 1000);
     // maildir(5) unique name: <time>.<delivery id>.<host>; the key in the Q part makes it deterministic.
-    const base = `${seconds}.M0P0Q${item.key}.${HOST_PART},S=${item.raw.length}`;
+    const base = `${seconds}.M0P0Q${item.key}.${HOST_PART},S=${itemSize(item)}`;
     const fileName = `${base}:2,${infoFlags}`;
     const tmpPath = path.join(
       state.tmpDir,
@@ -141,10 +142,27 @@ export function createMaildirWriter(config: MaildirWriterConfig, deps: MaildirWr
 
     let created = false;
     try {
-      const handle = await open(tmpPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, FILE_MODE);
-      created = true;
+      const { content } = item;
+      let handle: FileHandle;
+      if (Buffer.isBuffer(content)) {
+        handle = await open(tmpPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, FILE_MODE);
+        created = true;
+      } else {
+        // A staged file is copied by the kernel (copy_file_range, or a reflink where the file system has them), so a
+        // large item never passes through memory.
+        await copyFile(content.path, tmpPath, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE).catch(
+          (err: unknown) => {
+            // A copy that failed part way (ENOSPC) leaves its file; EEXIST means the name was never ours.
+            created = errnoOf(err) !== 'EEXIST';
+            throw err;
+          },
+        );
+        created = true;
+        await chmod(tmpPath, FILE_MODE);
+        handle = await open(tmpPath, fsConstants.O_WRONLY);
+      }
       try {
-        await handle.writeFile(item.raw);
+        if (Buffer.isBuffer(content)) await handle.writeFile(content);
         // Dovecot takes INTERNALDATE from the file's mtime (destinations.md §4), set before the rename publishes it.
         await handle.utimes(item.date, item.date);
         await handle.sync();

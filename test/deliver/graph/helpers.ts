@@ -9,7 +9,7 @@ import {
   type GraphDestinationInput,
   type GraphMailboxWriter,
 } from '../../../src/deliver/graph/index.ts';
-import type { DeliveryItem } from '../../../src/deliver/mailbox-writer.ts';
+import type { MemoryItem } from '../maildir/fixtures.ts';
 import {
   DEFAULT_CLIENT_ID,
   DEFAULT_CLIENT_SECRET,
@@ -79,7 +79,7 @@ export function smallItem(
   key: string,
   date = new Date(Date.UTC(2024, 4, 17, 9, 30)),
   body = 'Hello from Symphony',
-): DeliveryItem {
+): MemoryItem {
   const messageId = `sym.${key}@archiver.example`;
   const raw = Buffer.from(
     [
@@ -96,7 +96,7 @@ export function smallItem(
       '',
     ].join('\r\n'),
   );
-  return { key, messageId, date, raw };
+  return { key, messageId, date, content: raw };
 }
 
 export interface FileSpec {
@@ -110,7 +110,7 @@ export async function itemWithFiles(
   key: string,
   files: FileSpec[],
   date = new Date(Date.UTC(2024, 4, 17, 9, 30)),
-): Promise<DeliveryItem> {
+): Promise<MemoryItem> {
   const messageId = `sym.${key}@archiver.example`;
   const raw = await new MailComposer({
     from: '"Zoë Ångström" <zoe@bank.example>',
@@ -132,7 +132,7 @@ export async function itemWithFiles(
   } as ConstructorParameters<typeof MailComposer>[0])
     .compile()
     .build();
-  return { key, messageId, date, raw };
+  return { key, messageId, date, content: raw };
 }
 
 /** Bytes that do not compress or repeat, so a misplaced range shows up in the hash. */

@@ -13,6 +13,7 @@ import { isAppError, type AppError } from '../../../src/core/errors.ts';
 import { createGraphWriter } from '../../../src/deliver/graph/index.ts';
 import { generateSelfSignedCertificate } from '../../../src/emulator/graph/index.ts';
 import { call, token } from '../../emulator/graph/http.ts';
+import { inFile } from '../maildir/fixtures.ts';
 import { harness, itemWithFiles, MiB, pattern, smallItem } from './helpers.ts';
 
 const ALICE = 'alice@bank.example';
@@ -42,7 +43,7 @@ describe('graph writer', () => {
         assert.ok(m, item.key);
         assert.equal(m.isDraft, false);
         assert.equal(m.createdVia, 'importMime');
-        assert.ok(m.mime?.equals(item.raw), 'MIME preserved byte for byte');
+        assert.ok(m.mime?.equals(item.content), 'MIME preserved byte for byte');
         assert.ok(
           receipts.some((r) => r.ref === m.id),
           'the receipt is the immutable id',
@@ -106,7 +107,7 @@ describe('graph writer', () => {
       const res = await call(`${h.emu.url}/beta/users/${ALICE}/mailFolders/${folderId}/importMime`, {
         method: 'POST',
         headers: { authorization: `Bearer ${await token(h.emu)}`, 'content-type': 'text/plain' },
-        body: item.raw.toString('base64'),
+        body: item.content.toString('base64'),
       });
       assert.equal(res.status, 201);
       const inventory = await other.inventory(ALICE);
@@ -297,9 +298,9 @@ describe('graph writer', () => {
       assert.match(stubText, /File name: huge\.iso/);
       assert.match(stubText, /Size: 10485760 bytes/);
       assert.ok(stubText.includes(`SHA-256: ${sha(huge)}`));
-      const kept = path.join(h.dir, 'oversize', `${sha(item.raw)}.eml`);
+      const kept = path.join(h.dir, 'oversize', `${sha(item.content)}.eml`);
       assert.ok(stubText.includes(kept), 'names where the full copy is kept');
-      assert.ok((await readFile(kept)).equals(item.raw));
+      assert.ok((await readFile(kept)).equals(item.content));
       assert.equal(parsed.attachments[1]!.content.toString(), 'keep me');
       assert.equal(h.emu.mailbox(ALICE).messages('Symphony Staging').length, 0);
     } finally {
@@ -316,6 +317,33 @@ describe('graph writer', () => {
       assert.match(receipt.partial ?? '', /big\.bin/);
       assert.match(receipt.partial ?? '', /staging area, item sha256:[0-9a-f]{64}/);
       assert.equal(h.emu.requests().filter((r) => r.method === 'PUT').length, 0, 'nothing uploaded in vain');
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('stubs a staged file over maxItemBytes without reading it whole, and keeps its full copy', async () => {
+    const h = await harness({ users: [ALICE] });
+    try {
+      const w = h.writer({ maxItemBytes: 2 * MiB, oversizeCopyDir: path.join(h.dir, 'oversize') });
+      const huge = pattern(5 * MiB, 11);
+      const memory = await itemWithFiles('over3', [
+        { name: 'huge.iso', content: huge },
+        { name: 'keep.txt', content: Buffer.from('keep me'), contentType: 'text/plain' },
+      ]);
+      const item = await inFile(memory, h.dir);
+      const receipt = await w.append(ALICE, item);
+      assert.match(receipt.partial ?? '', /huge\.iso \(5242880 bytes, sha256 [0-9a-f]{64}\)/);
+      const kept = path.join(h.dir, 'oversize', `${item.content.ref}.eml`);
+      assert.ok((await readFile(kept)).equals(memory.content), 'the full copy is the staged file');
+      const [m] = h.emu.mailbox(ALICE).messages('Inbox/Symphony');
+      const parsed = await simpleParser(m!.mime!);
+      assert.deepEqual(
+        parsed.attachments.map((a) => a.filename),
+        ['huge.iso (removed).txt', 'keep.txt'],
+      );
+      assert.ok(parsed.attachments[0]!.content.toString().includes(`SHA-256: ${sha(huge)}`));
+      assert.equal((await w.append(ALICE, item)).duplicate, true);
     } finally {
       await h.close();
     }

@@ -91,8 +91,11 @@ describe('IMAP writer against Dovecot', { timeout: 120_000 }, () => {
     await client.connect();
     const items = itemsFor('ex', 4);
     await client.mailboxCreate('INBOX.Symphony');
-    await client.append('INBOX.Symphony', items[0]?.raw ?? '', [], items[0]?.date);
-    await client.append('INBOX.Symphony', makeItem('zz', new Date()).raw.toString().replace('sym.zz@', 'other.zz@'));
+    await client.append('INBOX.Symphony', items[0]?.content ?? '', [], items[0]?.date);
+    await client.append(
+      'INBOX.Symphony',
+      makeItem('zz', new Date()).content.toString().replace('sym.zz@', 'other.zz@'),
+    );
     await client.logout();
 
     const config = imapConfig(dot, { method: 'password', passwordFile });
@@ -151,7 +154,7 @@ describe('IMAP writer against Dovecot', { timeout: 120_000 }, () => {
         logger: false,
       });
       await client.connect();
-      await client.append('INBOX.Counted', items[0]?.raw ?? '');
+      await client.append('INBOX.Counted', items[0]?.content ?? '');
       await client.append('INBOX.Counted', 'Message-ID: <unrelated@elsewhere.example>\r\n\r\nhi\r\n');
       await client.logout();
       const counts = await writer.inventory?.(ALICE);

@@ -5,7 +5,7 @@ import { ImapFlow } from 'imapflow';
 import { imapDestinationSchema, type ImapDestinationConfig } from '../../../src/deliver/imap/config.ts';
 import type { DeliveryItem } from '../../../src/deliver/mailbox-writer.ts';
 
-import { makeItem } from '../maildir/fixtures.ts';
+import { makeItem, type MemoryItem } from '../maildir/fixtures.ts';
 
 export { makeItem };
 
@@ -109,6 +109,6 @@ export function assertExactlyOnce(view: FolderView, expected: DeliveryItem[], wh
 }
 
 /** `count` distinct items with keys `<prefix>m<i>`, one minute apart from 2024-05-17 09:30 UTC. */
-export function itemsFor(prefix: string, count: number, start = Date.UTC(2024, 4, 17, 9, 30, 0)): DeliveryItem[] {
+export function itemsFor(prefix: string, count: number, start = Date.UTC(2024, 4, 17, 9, 30, 0)): MemoryItem[] {
   return Array.from({ length: count }, (_, i) => makeItem(`${prefix}m${i}`, new Date(start + i * 61_000)));
 }

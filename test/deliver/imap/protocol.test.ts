@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -11,6 +11,7 @@ import { toImapAppError } from '../../../src/deliver/imap/errors.ts';
 import { keyOfMessageId, messageIdOfHeader } from '../../../src/deliver/imap/folder.ts';
 import { createImapWriter } from '../../../src/deliver/imap/index.ts';
 import { startFakeImap } from './fake-server.ts';
+import { inFile } from '../maildir/fixtures.ts';
 import { imapConfig, itemsFor, makeItem, secretFile } from './fixtures.ts';
 
 const MAILBOX = 'nia@bank.example';
@@ -275,6 +276,83 @@ describe('IMAP writer against a scripted server', { timeout: 60_000 }, () => {
     } finally {
       await Promise.all([a.close(), b.close()]);
       await Promise.all([plain.close(), multi.close()]);
+    }
+  });
+
+  it('sends staged files as literals, synchronising or not, alone or in MULTIAPPEND batches, byte for byte', async () => {
+    const big = makeItem('fbig', new Date(Date.UTC(2024, 1, 2)), `${'x'.repeat(76)}\r\n`.repeat(4000));
+    const items = [
+      ...itemsFor('fm', 2),
+      await inFile(big, tmp),
+      await inFile(makeItem('fsmall', new Date(Date.UTC(2024, 1, 3))), tmp),
+    ];
+    for (const capabilities of [
+      'IMAP4rev1 UIDPLUS MULTIAPPEND',
+      'IMAP4rev1 UIDPLUS MULTIAPPEND LITERAL-',
+      'IMAP4rev1 UIDPLUS MULTIAPPEND LITERAL+',
+      'IMAP4rev1 UIDPLUS LITERAL+',
+      'IMAP4rev1 UIDPLUS',
+    ]) {
+      const server = await startFakeImap({ capabilities });
+      const writer = createImapWriter(imapConfig(server, { method: 'password', passwordFile: pw }), {
+        logger: silentLogger(),
+      });
+      try {
+        const receipts = await Promise.all(items.map((i) => writer.append(MAILBOX, i)));
+        assert.ok(receipts.every((r) => !r.duplicate));
+        const stored = new Map(server.messages.map((m) => [/sym\.(\w+)@/.exec(m.toString())?.[1], m]));
+        for (const item of items) {
+          const bytes = Buffer.isBuffer(item.content) ? item.content : await readFile(item.content.path);
+          assert.ok(stored.get(item.key)?.equals(bytes), `${capabilities}: ${item.key} stored as sent`);
+        }
+        assert.equal(server.messages.length, items.length);
+        if (capabilities.includes('MULTIAPPEND')) {
+          assert.ok(server.commands.filter((c) => c.startsWith('APPEND')).length < items.length, capabilities);
+        }
+      } finally {
+        await writer.close();
+        await server.close();
+      }
+    }
+  });
+
+  it('refuses a staged file over APPENDLIMIT before sending any of it', async () => {
+    const server = await startFakeImap({ capabilities: 'IMAP4rev1 UIDPLUS LITERAL+ MULTIAPPEND APPENDLIMIT=2000' });
+    const writer = createImapWriter(imapConfig(server, { method: 'password', passwordFile: pw }), {
+      logger: silentLogger(),
+    });
+    try {
+      const big = await inFile(makeItem('flimit', new Date(), 'y'.repeat(3000)), tmp);
+      const small = makeItem('fok', new Date());
+      const [refused, ok] = await Promise.allSettled([writer.append(MAILBOX, big), writer.append(MAILBOX, small)]);
+      assert.equal(ok.status, 'fulfilled');
+      assert.equal(refused.status, 'rejected');
+      const err = (refused as PromiseRejectedResult).reason as unknown;
+      assert.ok(isAppError(err, 'ERR_SINK_REJECTED'), String(err));
+      assert.match(err.message, /APPENDLIMIT/);
+      assert.equal(server.messages.length, 1);
+    } finally {
+      await writer.close();
+      await server.close();
+    }
+  });
+
+  it('a staged file whose Message-ID header is missing is refused, like one in memory', async () => {
+    const server = await startFakeImap({});
+    const writer = createImapWriter(imapConfig(server, { method: 'password', passwordFile: pw }), {
+      logger: silentLogger(),
+    });
+    try {
+      const item = makeItem('fnoid', new Date());
+      const other = await inFile(
+        { ...item, content: Buffer.from(item.content.toString().replace('sym.fnoid@', 'x@')) },
+        tmp,
+      );
+      await assert.rejects(writer.append(MAILBOX, other), (err: unknown) => isAppError(err, 'ERR_SINK_REJECTED'));
+      assert.equal(server.messages.length, 0);
+    } finally {
+      await writer.close();
+      await server.close();
     }
   });
 });

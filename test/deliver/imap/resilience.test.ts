@@ -124,7 +124,7 @@ describe('IMAP writer: restart, quota, size (Dovecot)', { timeout: 120_000 }, ()
       line.repeat(Math.ceil((50 * 1024 * 1024) / line.length)),
     );
     const small = makeItem('large1', new Date(Date.UTC(2023, 6, 2)));
-    assert.ok(big.raw.length >= 50 * 1024 * 1024);
+    assert.ok(big.content.length >= 50 * 1024 * 1024);
     try {
       const receipts = await Promise.all([writer.append(KIM, big), writer.append(KIM, small)]);
       assert.ok(receipts.every((r) => !r.duplicate));
@@ -134,6 +134,6 @@ describe('IMAP writer: restart, quota, size (Dovecot)', { timeout: 120_000 }, ()
     }
     const view = await readFolder(server, { user: KIM, pass: server.password }, 'Large');
     assertExactlyOnce(view, [big, small], KIM);
-    assert.equal(view.messages.find((m) => m.messageId === big.messageId)?.size, big.raw.length);
+    assert.equal(view.messages.find((m) => m.messageId === big.messageId)?.size, big.content.length);
   });
 });
