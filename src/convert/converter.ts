@@ -9,9 +9,16 @@ export interface ConvertOptions {
   /**
    * Subject template (headers.ts `DEFAULT_SUBJECT_TEMPLATE`, `[Symphony] {conversation}{label}`). Placeholders:
    * `{conversation}` (room name, `Chat: <names>` or `Wall post: <sender>`), `{room}`, `{participants}`,
-   * `{sender}`, `{type}`, `{streamId}` and `{label}` (` (edited)`, ` (removed)`, ` (form response)` or empty).
+   * `{sender}`, `{type}`, `{streamId}` and `{label}` (` (edited)`, ` (removed)`, ` (form response)`,
+   * ` (room event)`, ` (chat event)` or empty).
    */
   subjectTemplate?: string;
+  /**
+   * Whether room events ({@link ROOM_EVENT_TYPES}) become items; default true. Read by the caller through
+   * events.ts `readV4Event`, which skips them with reason `disabled` when false; `convert` converts any
+   * room event it is given.
+   */
+  roomEvents?: boolean;
 }
 
 /**
@@ -42,6 +49,68 @@ export interface ElementsAction {
   formMessage?: V4Message;
 }
 
+/**
+ * V4Event types (symphony-api.md §3) that record a change to a conversation rather than a message: its
+ * creation, renaming or other property change, (de)activation, and members joining, leaving or changing role.
+ * INSTANTMESSAGECREATED is the IM / MIM counterpart of ROOMCREATED.
+ */
+export const ROOM_EVENT_TYPES = [
+  'ROOMCREATED',
+  'ROOMUPDATED',
+  'ROOMDEACTIVATED',
+  'ROOMREACTIVATED',
+  'USERJOINEDROOM',
+  'USERLEFTROOM',
+  'ROOMMEMBERPROMOTEDTOOWNER',
+  'ROOMMEMBERDEMOTEDFROMOWNER',
+  'INSTANTMESSAGECREATED',
+] as const;
+export type RoomEventType = (typeof ROOM_EVENT_TYPES)[number];
+
+/** `V4RoomProperties` (symphony-api.md §3) with the creator resolved; every field is optional on the wire. */
+export interface RoomProperties {
+  name?: string;
+  description?: string;
+  creator?: Person;
+  createdDate?: number;
+  external?: boolean;
+  crossPod?: boolean;
+  public?: boolean;
+  copyProtected?: boolean;
+  readOnly?: boolean;
+  discoverable?: boolean;
+  membersCanInvite?: boolean;
+  canViewHistory?: boolean;
+  keywords?: { key: string; value: string }[];
+}
+
+/**
+ * A room event (one of {@link ROOM_EVENT_TYPES}): the item is a short system notice ("Alice added Bob to the
+ * room"), threaded under nothing. `ConvertInput.message` describes the event as for {@link SuppressionNotice}:
+ * `user` is the initiator, the one who acted (symphony-api.md §3: for USERJOINEDROOM / USERLEFTROOM "initiator =
+ * who added or removed the user"). `participants` are whoever should get a copy; the affected user is not
+ * added to them here.
+ */
+export interface RoomEvent {
+  type: RoomEventType;
+  /** The member joining, leaving, promoted or demoted (`affectedUser`). */
+  affectedUser?: Person;
+  /**
+   * ROOMCREATED `roomProperties`, ROOMUPDATED `newRoomProperties`; for INSTANTMESSAGECREATED the stream's
+   * `external` and `crossPod`.
+   */
+  properties?: RoomProperties;
+  /**
+   * The room's name before a ROOMUPDATED, when the caller knows it: the event carries only the new
+   * properties, so without it a rename cannot be told from another change.
+   */
+  previousName?: string;
+  /** INSTANTMESSAGECREATED `stream.members`, the only event that lists them (symphony-api.md §4.2). */
+  members?: Person[];
+  /** The V4Event as received; kept verbatim in the source attachment, so fields not shown are not lost. */
+  v4Event?: unknown;
+}
+
 export interface ConvertInput {
   /** The V4Message exactly as the agent returned it. */
   message: V4Message;
@@ -57,6 +126,8 @@ export interface ConvertInput {
   suppression?: SuppressionNotice;
   /** Set for an Elements form response instead of a message (see {@link ElementsAction}). */
   elementsAction?: ElementsAction;
+  /** Set for a room event instead of a message (see {@link RoomEvent}). */
+  roomEvent?: RoomEvent;
 }
 
 export interface ConvertedItem {
@@ -72,7 +143,26 @@ export interface ConvertedItem {
   warnings: string[];
 }
 
-/** Turns one chat message into one email. Pure: no I/O, attachments come in already downloaded. */
+/** An item whose bytes are written out on demand rather than held, for attachments in files. */
+export interface StreamedItem {
+  /** Message-ID without angle brackets. */
+  messageId: string;
+  date: Date;
+  warnings: string[];
+  /** Exact length of the bytes. */
+  size: number;
+  /** The bytes, when the item was built in memory (every attachment was in memory). */
+  raw: Buffer | undefined;
+  /** The RFC 5322 bytes in order, the same as `convert` gives; attachment files are read again on each call. */
+  chunks(): AsyncIterable<Buffer>;
+}
+
+/** Turns one chat message into one email. Pure: no I/O but reading attachment files; attachments come in downloaded. */
 export interface Converter {
   convert(input: ConvertInput): Promise<ConvertedItem>;
+  /**
+   * The same item without holding it whole: attachments given as files are base64-encoded from the file while
+   * `chunks()` is read (convert/mime-stream.ts), so a message of any size needs memory for its text only.
+   */
+  convertStreamed(input: ConvertInput): Promise<StreamedItem>;
 }

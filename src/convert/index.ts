@@ -1,6 +1,6 @@
 /**
- * The Symphony → RFC 5322 converter: one V4Message (or a suppression / Elements event), its conversation and
- * participants → one email (symphony-api.md §3, §4, §6; destinations.md §3; reliability.md §3). Pure and
+ * The Symphony → RFC 5322 converter: one V4Message (or a suppression, Elements or room event), its conversation
+ * and participants → one email (symphony-api.md §3, §4, §6; destinations.md §3; reliability.md §3). Pure and
  * deterministic: the same input gives the same bytes, so a retried delivery has the same size and SHA-256.
  * Whatever the content, the result is one well-formed message with exactly one From, Date and Message-ID;
  * input that cannot be dated or keyed at all raises `ERR_CONVERT_FAILED` so the pipeline quarantines it.
@@ -11,7 +11,8 @@ import { canonicalId, userIdOf } from '../core/ids.ts';
 import type { Conversation, Person } from '../core/types.ts';
 import type { V4Message } from '../source/symphony/api-types.ts';
 import { buildBodies, isoTime, type BodyField, type ItemKind } from './body.ts';
-import type { ConvertInput, ConvertedItem, Converter } from './converter.ts';
+import type { ConvertInput, ConvertedItem, Converter, StreamedItem } from './converter.ts';
+import { isRoomEvent } from './events.ts';
 import {
   addressOf,
   cleanHeaderText,
@@ -21,7 +22,9 @@ import {
   uniqueSortedPeople,
   type MailAddress,
 } from './headers.ts';
-import { composeMime, safeFilename, type MimeAttachment } from './mime.ts';
+import { safeFilename, type MimeAttachment, type MimeFile, type MimeInput } from './mime.ts';
+import { composeMimeStream } from './mime-stream.ts';
+import { describeRoomEvent, roomEventBodies, roomEventLabel } from './room-event.ts';
 
 export type {
   ConvertInput,
@@ -29,11 +32,17 @@ export type {
   ConvertedItem,
   Converter,
   ElementsAction,
+  StreamedItem,
+  RoomEvent,
+  RoomEventType,
+  RoomProperties,
   SuppressionNotice,
 } from './converter.ts';
+export { ROOM_EVENT_TYPES } from './converter.ts';
 export { DEFAULT_SUBJECT_TEMPLATE } from './headers.ts';
 export { participantsFromMembers } from './members.ts';
-export { fromV4Event } from './events.ts';
+export type { EventInput, EventReadResult, EventSkip, EventSkipReason, ItemEventType } from './events.ts';
+export { ITEM_EVENT_TYPES, fromV4Event, isRoomEvent, readV4Event } from './events.ts';
 
 /** Name of the attachment that carries the source verbatim, so nothing of it is lost (reliability.md §3 row 3). */
 export const SOURCE_ATTACHMENT_NAME = 'symphony-message.json';
@@ -108,7 +117,7 @@ function sourceJson(value: unknown): Buffer {
   return Buffer.from((json ?? 'null') + '\n', 'utf8');
 }
 
-function convert(input: ConvertInput): ConvertedItem {
+function convert(input: ConvertInput): PreparedItem {
   if (!input || typeof input !== 'object') fail('input is not an object');
   const { message, options } = input;
   if (!message || typeof message !== 'object') fail('message is not an object');
@@ -140,8 +149,13 @@ function convert(input: ConvertInput): ConvertedItem {
     nonEmptyString(input.elementsAction.formMessageId)
       ? input.elementsAction
       : undefined;
+  const roomEvent =
+    input.roomEvent && typeof input.roomEvent === 'object' && isRoomEvent(input.roomEvent.type)
+      ? input.roomEvent
+      : undefined;
   const replacing = nonEmptyString(message.replacing) ? message.replacing : undefined;
-  const kind: ItemKind = suppression ? 'suppression' : action ? 'form-response' : replacing ? 'edit' : 'message';
+  const messageKind: ItemKind = suppression ? 'suppression' : action ? 'form-response' : replacing ? 'edit' : 'message';
+  const kind = roomEvent ? 'room-event' : messageKind;
 
   let date = new Date(ts);
   if (ts < 0 || ts > MAX_DATE) {
@@ -170,9 +184,13 @@ function convert(input: ConvertInput): ConvertedItem {
     to = to.slice(0, MAX_TO);
   }
 
-  const label = { message: '', edit: ' (edited)', suppression: ' (removed)', 'form-response': ' (form response)' }[
-    kind
-  ];
+  const label = {
+    message: '',
+    edit: ' (edited)',
+    suppression: ' (removed)',
+    'form-response': ' (form response)',
+    'room-event': roomEvent ? roomEventLabel(roomEvent.type) : '',
+  }[kind];
   const { subject, conversationName, warning } = subjectFor(conversation, sender, participants, {
     template: options.subjectTemplate,
     label,
@@ -255,6 +273,11 @@ function convert(input: ConvertInput): ConvertedItem {
     fields.push({ label: 'Form message', value: headerId(action.formMessageId) });
     inReplyTo = thread(action.formMessageId) ?? inReplyTo;
   }
+  const roomView = roomEvent && describeRoomEvent(roomEvent, sender, (p) => addressOf(p, syntheticDomain));
+  if (roomView) {
+    headers.push(...roomView.headers);
+    fields.push(...roomView.fields);
+  }
 
   const people = new Map<string, Person>();
   for (const p of [...participants, sender]) if (!people.has(p.userId)) people.set(p.userId, p);
@@ -269,7 +292,7 @@ function convert(input: ConvertInput): ConvertedItem {
       ? a.content
       : a.content instanceof Uint8Array
         ? Buffer.from(a.content)
-        : undefined;
+        : attachmentFile(a.content);
     if (!content) {
       warnings.push(`attachment ${i + 1} has no content; left out`);
       return;
@@ -287,7 +310,7 @@ function convert(input: ConvertInput): ConvertedItem {
   });
   const listed: { name: string; size: number; missing?: boolean }[] = attachments.map((a) => ({
     name: a.filename,
-    size: a.content.length,
+    size: Buffer.isBuffer(a.content) ? a.content.length : a.content.size,
   }));
   const declared = Array.isArray(message.attachments) ? message.attachments : [];
   for (const [i, info] of declared.entries()) {
@@ -297,16 +320,18 @@ function convert(input: ConvertInput): ConvertedItem {
     listed.push({ name, size: typeof info.size === 'number' ? info.size : 0, missing: true });
   }
 
-  const bodies = buildBodies({
-    kind,
-    message,
-    fields,
-    people,
-    attachments: listed,
-    takenNames,
-    ...(notice ? { notice } : {}),
-    ...(action ? { elementsAction: action } : {}),
-  });
+  const bodies = roomView
+    ? roomEventBodies(fields, roomView)
+    : buildBodies({
+        kind: messageKind,
+        message,
+        fields,
+        people,
+        attachments: listed,
+        takenNames,
+        ...(notice ? { notice } : {}),
+        ...(action ? { elementsAction: action } : {}),
+      });
   warnings.push(...bodies.warnings);
   if (typeof message.diagnostic === 'string' && message.diagnostic.trim() !== '') {
     warnings.push(
@@ -317,11 +342,13 @@ function convert(input: ConvertInput): ConvertedItem {
     attachments.push({ filename: img.filename, content: img.content, contentType: img.contentType });
 
   const { formMessage: _form, ...actionRecord } = action ?? {};
-  const source = suppression
-    ? { event: 'MESSAGESUPPRESSED', suppression, message }
-    : action
-      ? { event: 'SYMPHONYELEMENTSACTION', elementsAction: actionRecord, message }
-      : message;
+  const source = roomEvent
+    ? { event: roomEvent.type, roomEvent, message }
+    : suppression
+      ? { event: 'MESSAGESUPPRESSED', suppression, message }
+      : action
+        ? { event: 'SYMPHONYELEMENTSACTION', elementsAction: actionRecord, message }
+        : message;
   attachments.push({
     filename: SOURCE_ATTACHMENT_NAME,
     content: sourceJson(source),
@@ -329,7 +356,7 @@ function convert(input: ConvertInput): ConvertedItem {
     params: { charset: 'utf-8' },
   });
 
-  const raw = composeMime({
+  const mime: MimeInput = {
     messageId,
     date,
     from,
@@ -340,14 +367,30 @@ function convert(input: ConvertInput): ConvertedItem {
     text: bodies.text,
     html: bodies.html,
     attachments,
-  });
-  return { raw, messageId, date, sha256: createHash('sha256').update(raw).digest('hex'), warnings };
+  };
+  return { mime, messageId, date, warnings };
 }
 
-/** Converts one item; anything unexpected becomes `ERR_CONVERT_FAILED` (quarantined, never a crashed run). */
-export async function convertMessage(input: ConvertInput): Promise<ConvertedItem> {
+/** An item ready to be serialised. */
+interface PreparedItem {
+  mime: MimeInput;
+  messageId: string;
+  date: Date;
+  warnings: string[];
+}
+
+/** An attachment given as a file (core/types.ts `AttachmentContent`), checked as far as its shape goes. */
+function attachmentFile(content: unknown): MimeFile | undefined {
+  if (!content || typeof content !== 'object') return undefined;
+  const { path, size } = content as Partial<MimeFile>;
+  if (typeof path !== 'string' || typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) return undefined;
+  return { path, size };
+}
+
+/** Anything unexpected becomes `ERR_CONVERT_FAILED` (quarantined, never a crashed run). */
+async function converting<T>(input: ConvertInput, build: () => Promise<T>): Promise<T> {
   try {
-    return convert(input);
+    return await build();
   } catch (err) {
     if (isAppError(err, 'ERR_CONVERT_FAILED')) throw err;
     const id = nonEmptyString(input?.message?.messageId) ? ` ${headerId(input.message.messageId)}` : '';
@@ -355,7 +398,31 @@ export async function convertMessage(input: ConvertInput): Promise<ConvertedItem
   }
 }
 
+/** Converts one item in memory; attachments given as files are read into it. */
+export function convertMessage(input: ConvertInput): Promise<ConvertedItem> {
+  return converting(input, async () => {
+    const { mime, messageId, date, warnings } = convert(input);
+    const composed = await composeMimeStream(mime);
+    let raw = composed.raw;
+    if (!raw) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of composed.chunks()) chunks.push(chunk);
+      raw = Buffer.concat(chunks);
+    }
+    return { raw, messageId, date, sha256: createHash('sha256').update(raw).digest('hex'), warnings };
+  });
+}
+
+/** Converts one item without holding attachments given as files (convert/mime-stream.ts). */
+export function convertMessageStreamed(input: ConvertInput): Promise<StreamedItem> {
+  return converting(input, async () => {
+    const { mime, messageId, date, warnings } = convert(input);
+    const { size, raw, chunks } = await composeMimeStream(mime);
+    return { messageId, date, warnings, size, raw, chunks };
+  });
+}
+
 /** The converter the pipeline uses (nodemailer `createTransport` naming). */
 export function createSymphonyMimeConverter(): Converter {
-  return { convert: convertMessage };
+  return { convert: convertMessage, convertStreamed: convertMessageStreamed };
 }
