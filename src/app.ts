@@ -4,7 +4,7 @@ import type { Config, ConnectorConfig, DestinationConfig } from './config/schema
 import { createSymphonyMimeConverter } from './convert/index.ts';
 import { AppError, isAppError } from './core/errors.ts';
 import type { Logger } from './core/logger.ts';
-import { runCycle, type CycleProgress, type CycleReport } from './core/pipeline.ts';
+import { ArchiveCycle, type CycleDeps, type CycleProgress, type CycleReport } from './core/pipeline.ts';
 import type { MailboxWriter } from './deliver/mailbox-writer.ts';
 import { createGraphWriter } from './deliver/graph/index.ts';
 import { createImapWriter } from './deliver/imap/index.ts';
@@ -52,7 +52,7 @@ async function readPrivateKey(path: string): Promise<string> {
 }
 
 /** The key's problems are reported against the file the operator configured, never with its content. */
-function openSource(s: ConnectorConfig['source'], privateKeyPem: string, logger: Logger): Source {
+function openSource(s: ConnectorConfig['source'], connectorId: string, privateKeyPem: string, logger: Logger): Source {
   try {
     return createSymphonySource(
       {
@@ -61,10 +61,13 @@ function openSource(s: ConnectorConfig['source'], privateKeyPem: string, logger:
         keyManagerUrl: s.keyManagerUrl ?? s.podUrl,
         username: s.username,
         privateKeyPem,
+        feedTag: s.feedTag ?? `symphony-archiver-${connectorId}`,
         pageSize: s.pageSize,
         requestTimeoutMs: s.requestTimeoutMs,
         maxRetries: s.maxRetries,
         backoffBaseMs: s.backoffBaseMs,
+        requestsPerSecond: s.requestsPerSecond,
+        caFile: s.caFile,
       },
       { logger },
     );
@@ -75,44 +78,68 @@ function openSource(s: ConnectorConfig['source'], privateKeyPem: string, logger:
   }
 }
 
-/** Runs one archive cycle for one connector of a validated config. */
-export async function runConnector(
-  config: Config,
-  connector: ConnectorConfig,
-  deps: { logger: Logger; store: StateStore; onProgress?: (p: CycleProgress) => void; signal?: AbortSignal },
-): Promise<CycleReport> {
+export interface RunDeps {
+  logger: Logger;
+  store: StateStore;
+  onProgress?: (p: CycleProgress) => void;
+  signal?: AbortSignal;
+  /**
+   * With `capture: datafeed | datahose`: keep following the feed after the sweep, sweeping history again when the
+   * feed had to be restarted and every `sweepIntervalHours`, until the signal aborts.
+   */
+  follow?: boolean;
+}
+
+/**
+ * Runs one archive cycle for one connector of a validated config. With a real-time capture the feed is read up
+ * to now first (creating it, so nothing sent during the sweep falls between the two), then history is swept.
+ */
+export async function runConnector(config: Config, connector: ConnectorConfig, deps: RunDeps): Promise<CycleReport> {
   const { source: s } = connector;
-  const podHost = new URL(s.podUrl).hostname;
   await deps.store.ensureConnector({
     id: connector.id,
     name: connector.name ?? connector.id,
     sourceKind: s.kind,
     destinationKind: connector.destination.kind,
   });
-  const source = openSource(s, await readPrivateKey(s.privateKeyPath), deps.logger);
+  const source = openSource(s, connector.id, await readPrivateKey(s.privateKeyPath), deps.logger);
+  const cycle = () => new ArchiveCycle(cycleDeps(config, connector, source, deps), deps.signal);
   try {
-    return await runCycle(
-      {
-        connectorId: connector.id,
-        source,
-        converter: createSymphonyMimeConverter(),
-        stager: createLocalStager({ root: join(config.dataDir, 'staging', connector.id) }),
-        writer: createWriter(connector.destination, { logger: deps.logger }),
-        store: deps.store,
-        logger: deps.logger,
-        mapping: connector.mapping,
-        convert: {
-          messageIdDomain: connector.convert.messageIdDomain ?? `symphony.${podHost}`.toLowerCase(),
-          syntheticDomain: connector.convert.syntheticDomain,
-          ...(connector.convert.subjectTemplate ? { subjectTemplate: connector.convert.subjectTemplate } : {}),
-        },
-        maxAttempts: connector.delivery.maxAttempts,
-        concurrency: connector.delivery.concurrency,
-        ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
-      },
-      deps.signal,
-    );
+    if (s.capture === 'history') return await cycle().run();
+    const kind = s.capture;
+    await cycle().follow({ kind, untilIdle: true });
+    let report = await cycle().run();
+    while (deps.follow && !deps.signal?.aborted) {
+      const until = Date.now() + s.sweepIntervalHours * 3_600_000;
+      await cycle().follow({ kind, stopOnGap: true, until });
+      report = await cycle().run();
+    }
+    return report;
   } finally {
     await source.close();
   }
+}
+
+function cycleDeps(config: Config, connector: ConnectorConfig, source: Source, deps: RunDeps): CycleDeps {
+  const podHost = new URL(connector.source.podUrl).hostname;
+  return {
+    connectorId: connector.id,
+    source,
+    converter: createSymphonyMimeConverter(),
+    stager: createLocalStager({ root: join(config.dataDir, 'staging', connector.id) }),
+    writer: createWriter(connector.destination, { logger: deps.logger }),
+    store: deps.store,
+    logger: deps.logger,
+    mapping: connector.mapping,
+    convert: {
+      messageIdDomain: connector.convert.messageIdDomain ?? `symphony.${podHost}`.toLowerCase(),
+      syntheticDomain: connector.convert.syntheticDomain,
+      roomEvents: connector.convert.roomEvents,
+      ...(connector.convert.subjectTemplate ? { subjectTemplate: connector.convert.subjectTemplate } : {}),
+    },
+    maxAttempts: connector.delivery.maxAttempts,
+    concurrency: connector.delivery.concurrency,
+    streamConcurrency: connector.source.streamConcurrency,
+    ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
+  };
 }

@@ -35,7 +35,14 @@ async function main(argv: string[]): Promise<number> {
     .requiredOption('-c, --config <file>', 'YAML config file')
     .option('--connector <id>', 'only this connector')
     .option('--json', 'print one JSON document instead of text', false)
-    .action(async (o: { config: string; connector?: string; json: boolean }) => set(await runCommand(o)));
+    .option(
+      '--follow',
+      'with capture: datafeed or datahose, keep following the feed after the cycle until Ctrl-C (one connector)',
+      false,
+    )
+    .action(async (o: { config: string; connector?: string; json: boolean; follow: boolean }) =>
+      set(await runCommand(o)),
+    );
 
   program
     .command('demo')
@@ -93,6 +100,40 @@ async function main(argv: string[]): Promise<number> {
     .option('--session-expiry-every <n>', 'expire every session token after n authenticated calls', int)
     .option('--broken-attachments', 'a few attachments whose download always fails', false)
     .option('--unknown-stream-type', 'one stream reports a type the archiver does not know', false)
+    .option(
+      '--slow-response-rate <fraction>',
+      'fraction of API calls answered only after --slow-response-ms',
+      fraction,
+      0,
+    )
+    .option('--slow-response-ms <ms>', 'delay of those answers', int, 2000)
+    .option('--feed-expiry-every <n>', 'every n-th datafeed/datahose read the feed expires (400)', int)
+    .option('--duplicate-event-rate <fraction>', 'fraction of feed reads after which an event comes again', fraction, 0)
+    .option('--reorder-events', 'shuffle the events inside each feed batch', false)
+    .option(
+      '--live-start <fraction>',
+      'pod time starts at this fraction of the timeline; the rest comes live',
+      fraction,
+    )
+    .option(
+      '--live-speed <x>',
+      'pod time runs x times as fast as wall time (with --live-start)',
+      (value: string) => {
+        const n = Number(value);
+        if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
+        return n;
+      },
+      1,
+    )
+    .option(
+      '--live-capture <kind>',
+      'what the ground truth assumes the archiver reads live: datahose or datafeed',
+      (value: string) => {
+        if (value === 'datahose' || value === 'datafeed') return value;
+        throw new InvalidArgumentError('must be datahose or datafeed');
+      },
+      'datahose',
+    )
     .action(async (o) => set(await emulatorSymphonyCommand(o)));
 
   program.commands

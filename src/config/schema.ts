@@ -51,6 +51,31 @@ export const symphonySourceSchema = z.strictObject({
   /** Retries of a throttled (429), failing (5xx) or unreachable call, with capped exponential backoff and jitter. */
   maxRetries: z.number().int().min(0).max(100).default(6),
   backoffBaseMs: z.number().int().min(0).max(600_000).default(500),
+  /**
+   * Client-side cap over every request to this pod, logins and retries included, with a burst of one second's
+   * worth; unset means none. The pod's own limit is 400 requests/s per source IP and node (symphony-api.md §7).
+   */
+  requestsPerSecond: z.number().positive().max(10_000).optional(),
+  /** PEM bundle of CAs trusted in addition to the bundled roots for pod, agent and key manager; verification stays on. */
+  caFile: z.string().min(1).optional(),
+  /**
+   * `history` reads each stream's messages on every cycle; `datahose` (the whole pod) or `datafeed` (the bot's own
+   * conversations) also follow events as they happen, with exact joins, leaves and removals (symphony-api.md §8).
+   */
+  capture: z.enum(['history', 'datafeed', 'datahose']).default('history'),
+  /** Conversations read at the same time: a throttled stream waits out its Retry-After while others go on. */
+  streamConcurrency: z.number().int().min(1).max(32).default(4),
+  /** With a real-time capture: hours between history sweeps, the completeness backstop (§2.4: "historic queries"). */
+  sweepIntervalHours: z
+    .number()
+    .min(0.01)
+    .max(24 * 7)
+    .default(24),
+  /** Names the feed; instances sharing a tag share one feed (§2.10). Defaults to `symphony-archiver-<connector id>`. */
+  feedTag: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,80}$/, 'must be letters, digits, "_" and "-"')
+    .optional(),
 });
 
 export const maildirDestinationSchema = z.strictObject({
@@ -106,8 +131,10 @@ export const connectorSchema = z.strictObject({
       syntheticDomain: domain.default('symphony.invalid'),
       /** Subject of each item; placeholders in convert/converter.ts `ConvertOptions.subjectTemplate`. */
       subjectTemplate: z.string().min(1).max(200).optional(),
+      /** Room events from a feed (created, renamed, joined, left…) become items of their own. */
+      roomEvents: z.boolean().default(true),
     })
-    .default({ syntheticDomain: 'symphony.invalid' }),
+    .default({ syntheticDomain: 'symphony.invalid', roomEvents: true }),
   delivery: z
     .strictObject({
       /** Attempts per copy before it stays failed for an operator to look at. */

@@ -1,11 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ConvertOptions, Converter, ConvertedItem } from '../convert/converter.ts';
+import type { ConvertOptions, Converter, StreamedItem } from '../convert/converter.ts';
 import type { DeliveryItem, MailboxWriter } from '../deliver/mailbox-writer.ts';
 import { resolveMailbox, type MappingConfig } from '../mapping/index.ts';
-import type { MalformedRecord, Source, SourcePage, SourceStats } from '../source/source.ts';
+import type { MalformedRecord, Source, SourceStats } from '../source/source.ts';
 import { MALFORMED_PREFIX } from '../source/source.ts';
 import type { V4Message, V4User } from '../source/symphony/api-types.ts';
-import type { Stager } from '../stage/stager.ts';
+import type { ScratchFile, Stager } from '../stage/stager.ts';
 import {
   emptyCounts,
   type LedgerRow,
@@ -19,12 +19,16 @@ import {
 import { AppError, isAppError, reasonOf } from './errors.ts';
 import { canonicalId, idToken, messageIdFor, userIdOf } from './ids.ts';
 import type { Logger } from './logger.ts';
+import { classifyEvents, isV4Event, type ArchiveItem } from './feed-events.ts';
+import { MembershipTimeline } from './membership.ts';
 import { mapLimit } from './pool.ts';
 import {
   START_CURSOR,
   type AttachmentContent,
   type Conversation,
   type Cursor,
+  type FeedKind,
+  type MembershipChange,
   type Person,
   type SourceMessage,
 } from './types.ts';
@@ -43,6 +47,8 @@ export interface CycleDeps {
   maxAttempts: number;
   /** Copies written at the same time. */
   concurrency: number;
+  /** Conversations read at the same time in a sweep; default 1. */
+  streamConcurrency?: number;
   onProgress?: (progress: CycleProgress) => void;
 }
 
@@ -50,6 +56,23 @@ export interface CycleProgress {
   streamsTotal: number;
   streamsDone: number;
   counts: RunCounts;
+}
+
+export interface FollowOptions {
+  kind: FeedKind;
+  /** Ends after the first read that brings nothing (one-shot runs, tests); otherwise runs until aborted. */
+  untilIdle?: boolean;
+  /** Ends after a read that had to start a new feed, so the caller can sweep history for what was missed. */
+  stopOnGap?: boolean;
+  /** Ends after the first read at or after this time (epoch ms): the next scheduled sweep. */
+  until?: number;
+}
+
+export interface FollowReport extends CycleReport {
+  batches: number;
+  events: number;
+  /** A feed expired and was started again during the run: a history sweep is due. */
+  restarted: boolean;
 }
 
 export interface CycleReport {
@@ -70,7 +93,16 @@ const MAX_THROTTLE_ROUNDS = 3;
 const MAX_THROTTLE_WAIT_MS = 60_000;
 /** Copies of one mailbox handed to the writer at once: enough for a full MULTIAPPEND batch. */
 const PER_MAILBOX_IN_FLIGHT = 64;
+/**
+ * Attachments up to this size are downloaded into memory, as long as the batches in progress hold no more than the
+ * second figure; larger ones, and those past the budget, go to scratch files.
+ */
+const ATTACHMENT_IN_MEMORY_MAX = 1024 * 1024;
+const ATTACHMENT_MEMORY = 32 * 1024 * 1024;
 const TERMINAL = new Set(['delivered', 'unmapped']);
+const FULL_LISTING_EVERY_MS = 7 * 86_400_000;
+/** Margin under the last listed activity: messages the pod stamps a little before they become readable. */
+const LISTING_OVERLAP_MS = 3_600_000;
 
 /**
  * A staged item may go once every copy is delivered whole. A failed copy still needs it, and a partially imported
@@ -78,6 +110,12 @@ const TERMINAL = new Set(['delivered', 'unmapped']);
  */
 function settledInFull(row: LedgerRow): boolean {
   return row.status === 'delivered' && !row.reason?.startsWith(PARTIAL_PREFIX);
+}
+
+async function collect(bytes: AsyncIterable<Buffer>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of bytes) chunks.push(chunk);
+  return Buffer.concat(chunks);
 }
 
 function personFromV4User(user: V4User | undefined): Person | undefined {
@@ -103,8 +141,17 @@ export class ArchiveCycle {
   readonly #d: CycleDeps;
   readonly #signal: AbortSignal | undefined;
   readonly #counts = emptyCounts();
+  /** Attachments of a message that could not be had, said in the run log once its item is made. */
+  readonly #notes = new Map<SourceMessage, string[]>();
   readonly #reportedUsers = new Set<string>();
   #runId = 0;
+  /**
+   * What `#attachments` holds for each message until its batch is staged: bytes in memory (counted against
+   * ATTACHMENT_MEMORY over every batch in progress) and scratch files. Keyed by the message object, which
+   * belongs to one batch, since batches of several conversations run at once.
+   */
+  readonly #held = new Map<SourceMessage, { bytes: number; files: ScratchFile[] }>();
+  #heldBytes = 0;
   #streamsTotal = 0;
   #streamsDone = 0;
   #streamErrors = 0;
@@ -115,17 +162,37 @@ export class ArchiveCycle {
   }
 
   async run(): Promise<CycleReport> {
+    return this.#inRun('cycle', async (log) => {
+      await this.#redeliver();
+      await this.#sweep(log);
+    });
+  }
+
+  /**
+   * Follows a Datafeed v5 or the Datahose: each batch is archived, then its `ackId` is committed, so a crash
+   * replays at most one batch and the ledger absorbs the repeat (symphony-api.md §8). The history sweep stays
+   * the backstop for what a restarted feed missed.
+   */
+  async follow(options: FollowOptions): Promise<FollowReport> {
+    const state = { batches: 0, events: 0, restarted: false };
+    const report = await this.#inRun('feed', async () => {
+      await this.#redeliver();
+      await this.#follow(options, state);
+    });
+    return { ...report, ...state };
+  }
+
+  async #inRun(what: 'cycle' | 'feed', work: (log: Logger) => Promise<void>): Promise<CycleReport> {
     const started = performance.now();
     const { store, connectorId, logger } = this.#d;
     this.#runId = await store.startRun(connectorId);
     const log = logger.child({ connectorId, runId: this.#runId });
-    log.info('cycle started');
+    log.info(`${what} started`);
     let run: RunRow;
     try {
       await this.#d.source.check(this.#signal);
       await this.#d.writer.verify(this.#signal);
-      await this.#redeliver();
-      await this.#sweep(log);
+      await work(log);
       run = await store.finishRun(
         this.#runId,
         this.#streamErrors ? 'failed' : 'succeeded',
@@ -136,13 +203,129 @@ export class ArchiveCycle {
     } catch (err) {
       const aborted = isAppError(err, 'ERR_ABORTED') || this.#signal?.aborted;
       run = await store.finishRun(this.#runId, aborted ? 'interrupted' : 'failed', reasonOf(err));
-      log.error({ reason: reasonOf(err) }, 'cycle ended early');
+      log.error({ reason: reasonOf(err) }, `${what} ended early`);
       throw Object.assign(err instanceof Error ? err : new Error(String(err)), { run });
     } finally {
       await this.#d.writer.close();
     }
-    log.info({ ...this.#counts }, 'cycle finished');
+    log.info({ ...this.#counts }, `${what} finished`);
     return { run, source: this.#d.source.stats(), durationMs: performance.now() - started };
+  }
+
+  async #follow(options: FollowOptions, state: { batches: number; events: number; restarted: boolean }) {
+    const { source, store, connectorId } = this.#d;
+    let position = await store.feedPosition(connectorId);
+    const streams = new Map<string, { conversation: Conversation; timeline: MembershipTimeline }>();
+    for (;;) {
+      this.#check();
+      const batch = await source.readFeed(options.kind, position, this.#signal);
+      state.batches += 1;
+      state.events += batch.events.length;
+      const events: RunEvent[] = [];
+      if (batch.restarted) {
+        state.restarted = true;
+        const reason = `the ${options.kind} had expired and a new one was started; the next history sweep reads what was sent in between`;
+        events.push({ level: 'warning', kind: 'feed-restarted', reason });
+      }
+      const membership = await this.#archiveEvents(batch.events, streams, events);
+      await this.#record({ feed: batch.position, membership, events });
+      position = batch.position;
+      this.#progress();
+      if (options.stopOnGap && batch.restarted) return;
+      if (options.untilIdle && batch.events.length === 0) return;
+      if (options.until !== undefined && Date.now() >= options.until) return;
+    }
+  }
+
+  /** Archives one feed batch stream by stream; returns the joins and leaves it carried. */
+  async #archiveEvents(
+    records: readonly unknown[],
+    streams: Map<string, { conversation: Conversation; timeline: MembershipTimeline }>,
+    events: RunEvent[],
+  ): Promise<MembershipChange[]> {
+    const batch = classifyEvents(records, { roomEvents: this.#d.convert.roomEvents !== false });
+    const quarantined: QuarantineRow[] = [];
+    for (const bad of batch.rejected) {
+      if (bad.recoverable) {
+        events.push({
+          level: 'warning',
+          kind: 'feed-event-unreadable',
+          itemId: bad.key,
+          reason: `${bad.reason}; the history sweep reads it again`,
+        });
+      } else if (bad.streamId) {
+        const row = {
+          messageId: `${MALFORMED_PREFIX}event.${bad.key}`,
+          streamId: bad.streamId,
+          messageTs: 0,
+          reason: bad.reason,
+          raw: JSON.stringify(bad.record) ?? 'null',
+          attempts: 1,
+        };
+        quarantined.push(row);
+        events.push({ level: 'error', kind: 'quarantined', itemId: row.messageId, reason: bad.reason });
+      } else {
+        const raw = (JSON.stringify(bad.record) ?? 'null').slice(0, 500);
+        events.push({ level: 'error', kind: 'feed-event-unusable', itemId: bad.key, reason: `${bad.reason}: ${raw}` });
+      }
+    }
+    await this.#record({
+      quarantined,
+      events: events.splice(0),
+      counts: this.#add({ duplicates: batch.repeats, quarantined: quarantined.length }),
+    });
+    const membership: MembershipChange[] = [];
+    // Streams of a batch are independent (each has its own timeline and items), so they go side by side.
+    await mapLimit([...batch.streams], this.#d.streamConcurrency ?? 1, async ([streamId, group]) => {
+      this.#check();
+      membership.push(...group.changes.map((c) => c.change));
+      try {
+        let known = streams.get(streamId);
+        if (!known) {
+          known = { conversation: group.conversation, timeline: await this.#timeline(group.conversation, true) };
+          streams.set(streamId, known);
+        }
+        for (const { change, person } of group.changes) known.timeline.apply(change, person);
+        // ROOMUPDATED carries only the new properties (§3); the name before it is what this consumer last knew.
+        for (const { event } of group.items) {
+          const name = event?.roomEvent?.properties?.name;
+          if (!event?.roomEvent || !name) continue;
+          const before = known.conversation.name;
+          if (event.roomEvent.type === 'ROOMUPDATED' && before && before !== name)
+            event.roomEvent.previousName = before;
+          known.conversation = { ...known.conversation, name };
+        }
+        if (group.items.length) {
+          await this.#archiveBatch(
+            known.conversation,
+            known.timeline,
+            { messages: group.items, malformed: [] },
+            undefined,
+            false,
+          );
+        }
+      } catch (err) {
+        if (isAppError(err, 'ERR_ABORTED') || isAppError(err, 'ERR_SOURCE_AUTH') || isAppError(err, 'ERR_STORE_IO'))
+          throw err;
+        if (isAppError(err) && err.code.startsWith('ERR_SINK') && !err.retryable) throw err;
+        // Kept for the stream's next sweep, which retries quarantined items, rather than holding up the feed.
+        const reason = reasonOf(err);
+        const held = group.items.map((m) => ({
+          messageId: m.id,
+          streamId,
+          messageTs: m.timestamp,
+          reason,
+          raw: JSON.stringify(m.record ?? m.raw),
+          attempts: 1,
+        }));
+        await this.#record({
+          quarantined: held,
+          events: [{ level: 'error', kind: 'stream-unreadable', itemId: streamId, reason }],
+          counts: this.#add({ quarantined: held.length }),
+        });
+      }
+    });
+    return membership;
   }
 
   #check(): void {
@@ -184,16 +367,17 @@ export class ArchiveCycle {
     for (const r of rows) byRef.set(r.stagedRef ?? '', [...(byRef.get(r.stagedRef ?? '') ?? []), r]);
     for (const [ref, group] of byRef) {
       this.#check();
-      let raw: Buffer | undefined;
+      // A large item comes back as its staged file, which the writers stream from.
+      let content: DeliveryItem['content'] | undefined;
       try {
-        if (ref) raw = await stager.get(ref);
+        if (ref) content = await stager.get(ref);
       } catch (err) {
         this.#d.logger.warn({ ref, reason: reasonOf(err) }, 'staged item unreadable');
       }
       const copies: Copy[] = [];
       const settled: LedgerRow[] = [];
       for (const row of group) {
-        if (!raw) {
+        if (!content) {
           settled.push({
             ...row,
             status: 'failed',
@@ -208,7 +392,7 @@ export class ArchiveCycle {
             key: idToken(row.messageId),
             messageId: messageIdFor(row.messageId, this.#d.convert.messageIdDomain),
             date: new Date(row.messageTs),
-            raw,
+            content,
           },
         });
       }
@@ -220,8 +404,15 @@ export class ArchiveCycle {
 
   async #sweep(log: Logger): Promise<void> {
     const { source, store, connectorId } = this.#d;
+    const startedAt = Date.now();
+    const last = await store.discovery(connectorId);
+    // Streams quiet since the previous sweep are left out of the listing. The bound is on the pod's clock (the
+    // latest activity that sweep listed), and a whole listing every week guards against a pod whose `startDate`
+    // filter means something narrower than activity (§2.2 does not define it).
+    const full = !last || startedAt - last.fullAt >= FULL_LISTING_EVERY_MS;
+    const filter = full ? {} : { activeSince: last.lastAt - LISTING_OVERLAP_MS };
     const conversations: Conversation[] = [];
-    for await (const c of source.conversations(this.#signal)) conversations.push(c);
+    for await (const c of source.conversations(this.#signal, filter)) conversations.push(c);
     const quarantine = new Map<string, QuarantineRow[]>();
     for (const q of await store.quarantined(connectorId))
       quarantine.set(q.streamId, [...(quarantine.get(q.streamId) ?? []), q]);
@@ -232,7 +423,8 @@ export class ArchiveCycle {
     this.#streamsTotal = conversations.length;
     await this.#record({ counts: this.#add({ streams: conversations.length }) });
     this.#progress();
-    for (const conversation of conversations) {
+    // Streams are read side by side so that one throttled or slow stream (Retry-After, §7) does not idle the rest.
+    await mapLimit(conversations, this.#d.streamConcurrency ?? 1, async (conversation) => {
       this.#check();
       try {
         await this.#archiveConversation(conversation, quarantine.get(conversation.id) ?? []);
@@ -248,6 +440,11 @@ export class ArchiveCycle {
       }
       this.#streamsDone += 1;
       this.#progress();
+    });
+    // Only a sweep that read every listed stream may narrow the next listing.
+    const activity = Math.max(last?.lastAt ?? 0, ...conversations.map((c) => c.lastMessageDate ?? 0));
+    if (!this.#streamErrors && activity > 0) {
+      await this.#record({ discovery: full ? { fullAt: startedAt, lastAt: activity } : { lastAt: activity } });
     }
   }
 
@@ -260,16 +457,23 @@ export class ArchiveCycle {
       saved.drainedThrough === conversation.lastMessageDate;
     if (nothingNew && !quarantined.length) return;
 
-    const members = new Map((await source.members(conversation, this.#signal)).map((p) => [p.userId, p]));
+    const members = await this.#timeline(conversation);
     if (quarantined.length) {
-      const retry: SourceMessage[] = [];
+      const retry: ArchiveItem[] = [];
       const stillMalformed: MalformedRecord[] = [];
+      const roomEvents = this.#d.convert.roomEvents !== false;
       for (const q of quarantined) {
-        const raw = JSON.parse(q.raw) as V4Message;
+        const raw = JSON.parse(q.raw) as unknown;
         // A record that could not be keyed stays what it is; it is kept, and counted, until an operator acts.
         if (q.messageId.startsWith(MALFORMED_PREFIX)) {
           stillMalformed.push({ key: q.messageId, reason: q.reason, record: raw, timestamp: q.messageTs });
-        } else retry.push({ id: q.messageId, streamId: q.streamId, timestamp: q.messageTs, raw });
+        } else if (isV4Event(raw)) {
+          // An event item is derived again from its event, exactly as the feed first did.
+          const items = classifyEvents([raw], { roomEvents }).streams.get(q.streamId)?.items ?? [];
+          const item = items.find((i) => i.id === q.messageId);
+          if (item) retry.push(item);
+          else stillMalformed.push({ key: q.messageId, reason: q.reason, record: raw, timestamp: q.messageTs });
+        } else retry.push({ id: q.messageId, streamId: q.streamId, timestamp: q.messageTs, raw: raw as V4Message });
       }
       await this.#archiveBatch(conversation, members, { messages: retry, malformed: stillMalformed }, undefined, true);
     }
@@ -286,8 +490,39 @@ export class ArchiveCycle {
     }
   }
 
+  /** The conversation's membership over time: the source's lists plus the joins and leaves seen on a feed. */
+  async #timeline(conversation: Conversation, feed = false): Promise<MembershipTimeline> {
+    const { source, store, connectorId } = this.#d;
+    const [members, changes] = await Promise.all([
+      source.members(conversation, this.#signal),
+      store.membershipChanges(connectorId, conversation.id),
+    ]);
+    // A member's join date is their last join, so a rejoin would hide the membership before it: each join the
+    // lists show is kept, and the timeline is built from every join ever seen plus the feed's leaves.
+    const seen = members.flatMap(({ person, joinedAt }) =>
+      joinedAt === undefined
+        ? []
+        : [{ streamId: conversation.id, userId: person.userId, ts: joinedAt, kind: 'join' as const }],
+    );
+    const known = new Set(changes.map((c) => `${c.userId} ${c.ts} ${c.kind}`));
+    const fresh = seen.filter((c) => !known.has(`${c.userId} ${c.ts} ${c.kind}`));
+    if (fresh.length) await this.#record({ membership: fresh });
+    const timeline = new MembershipTimeline(members, [...changes, ...fresh]);
+    // A feed run learns the leaves from the events still queued, so only a sweep reports what it cannot know.
+    if (timeline.unknownLeaves.length && !feed) {
+      const names = timeline.unknownLeaves.map((p) => p.email ?? p.userId).join(', ');
+      const reason =
+        `past members whose leave time is unknown (the history API has no leave date; ` +
+        `capture: datahose or datafeed records it) are given every message from their join on: ${names}`;
+      await this.#record({
+        events: [{ level: 'warning', kind: 'membership-unknown-leave', itemId: conversation.id, reason }],
+      });
+    }
+    return timeline;
+  }
+
   /** Senders who are no longer members are looked up in the directory, then taken from the message itself. */
-  async #senders(members: Map<string, Person>, messages: SourceMessage[]): Promise<Map<string, Person>> {
+  async #senders(members: MembershipTimeline, messages: SourceMessage[]): Promise<Map<string, Person>> {
     const missing = [
       ...new Set(
         messages.map((m) => userIdOf(m.raw.user?.userId)).filter((id): id is string => !!id && !members.has(id)),
@@ -303,20 +538,67 @@ export class ArchiveCycle {
     }
   }
 
+  /**
+   * Downloads a message's attachments, never their preview images (symphony-api.md §2.6). Small ones are kept in
+   * memory while the batch's budget lasts; the rest go to scratch files that the converter streams from, so memory
+   * does not grow with attachment size. The source checks each against its declared size as it arrives, so what
+   * is held in memory never exceeds what was declared.
+   */
   async #attachments(m: SourceMessage): Promise<AttachmentContent[]> {
+    const { source, stager } = this.#d;
     const out: AttachmentContent[] = [];
+    const held = this.#held.get(m) ?? { bytes: 0, files: [] };
+    this.#held.set(m, held);
     for (const a of m.raw.attachments ?? []) {
-      const content = await this.#d.source.attachment(m.streamId, m.id, a.id, this.#signal);
-      if (typeof a.size === 'number' && content.length !== a.size) {
-        throw new AppError(
-          'ERR_SOURCE_ATTACHMENT',
-          `attachment ${a.id} has ${content.length} bytes, the message says ${a.size}`,
-          { retryable: true },
+      const size = typeof a.size === 'number' ? a.size : undefined;
+      const inMemory =
+        size !== undefined && size <= ATTACHMENT_IN_MEMORY_MAX && this.#heldBytes + size <= ATTACHMENT_MEMORY;
+      let content: AttachmentContent['content'];
+      try {
+        content = await source.attachment<AttachmentContent['content']>(
+          m.streamId,
+          m.id,
+          size === undefined ? { id: a.id } : { id: a.id, size },
+          inMemory
+            ? collect
+            : async (bytes) => {
+                const file = await stager.putScratch(bytes);
+                held.files.push(file);
+                return file;
+              },
+          this.#signal,
         );
+      } catch (err) {
+        // A 404 does not pass with retries: the message was removed (suppressed) before its file was read, or the
+        // file is gone. The message is still archived, with a note in place of the file saying why.
+        if (!isAppError(err, 'ERR_SOURCE_ATTACHMENT') || err.status !== 404) throw err;
+        const note = `The attachment "${a.name}" (${size ?? 'unknown'} bytes) could not be downloaded from Symphony: ${err.message}`;
+        this.#notes.set(m, [...(this.#notes.get(m) ?? []), note]);
+        out.push({ id: a.id, name: `${a.name}.unavailable.txt`, content: Buffer.from(`${note}\r\n`, 'utf8') });
+        continue;
+      }
+      if (inMemory) {
+        held.bytes += size;
+        this.#heldBytes += size;
       }
       out.push({ id: a.id, name: a.name, content });
     }
     return out;
+  }
+
+  /** Lets go of what `#attachments` holds for these messages; their items are staged or quarantined by now. */
+  async #release(messages: readonly SourceMessage[]): Promise<void> {
+    for (const m of messages) {
+      const held = this.#held.get(m);
+      if (!held) continue;
+      this.#held.delete(m);
+      this.#heldBytes -= held.bytes;
+      for (const file of held.files) {
+        await this.#d.stager.removeScratch(file).catch((err: unknown) => {
+          this.#d.logger.warn({ reason: reasonOf(err) }, 'scratch file not removed; the next run removes it');
+        });
+      }
+    }
   }
 
   /**
@@ -325,8 +607,8 @@ export class ArchiveCycle {
    */
   async #archiveBatch(
     conversation: Conversation,
-    members: Map<string, Person>,
-    page: Pick<SourcePage, 'messages' | 'malformed'>,
+    members: MembershipTimeline,
+    page: { messages: ArchiveItem[]; malformed: MalformedRecord[] },
     cursor: Cursor | undefined,
     retry: boolean,
   ): Promise<void> {
@@ -343,7 +625,8 @@ export class ArchiveCycle {
     const settled: LedgerRow[] = [];
     const copies: Copy[] = [];
     const counts: Partial<RunCounts> = {
-      messages: retry ? 0 : messages.length,
+      // Re-read messages (the sweep backs off a few positions, a feed redelivers) were counted when first seen.
+      messages: retry ? 0 : messages.filter((m) => !ledger.has(m.id)).length,
       duplicates: 0,
       unmapped: 0,
       warnings: 0,
@@ -363,7 +646,7 @@ export class ArchiveCycle {
     }
     const toStage: {
       m: SourceMessage;
-      converted: ConvertedItem;
+      converted: StreamedItem;
       open: string[];
       mailboxes: Map<string, Person | undefined>;
       existing: Map<string, LedgerRow> | undefined;
@@ -373,9 +656,13 @@ export class ArchiveCycle {
       this.#check();
       const existing = ledger.get(m.id);
       const userId = userIdOf(m.raw.user?.userId);
-      const sender = (userId && (members.get(userId) ?? senders.get(userId))) || personFromV4User(m.raw.user);
-      const participants = [...members.values()];
-      if (sender && !members.has(sender.userId)) participants.push(sender);
+      const sender = (userId && (members.person(userId) ?? senders.get(userId))) || personFromV4User(m.raw.user);
+      // Those in the conversation when the message was sent, its author and, for a leave, who left. An event's
+      // initiator is not added: an administrator removing a message from outside the room is no party to it.
+      const participants = members.at(m.timestamp);
+      for (const extra of [m.event ? undefined : sender, m.affected]) {
+        if (extra && !participants.some((p) => p.userId === extra.userId)) participants.push(extra);
+      }
 
       const mailboxes = new Map<string, Person | undefined>();
       const unmapped: { person: Person; reason: string }[] = [];
@@ -394,10 +681,11 @@ export class ArchiveCycle {
         continue;
       }
 
-      let converted: ConvertedItem;
+      let converted: StreamedItem;
       try {
         if (!sender) throw new AppError('ERR_CONVERT_FAILED', 'the message has no author user id');
-        converted = await converter.convert({
+        converted = await converter.convertStreamed({
+          ...m.event,
           message: m.raw,
           conversation,
           sender,
@@ -412,16 +700,22 @@ export class ArchiveCycle {
           streamId: m.streamId,
           messageTs: m.timestamp,
           reason: reasonOf(err),
-          raw: JSON.stringify(m.raw),
+          raw: JSON.stringify(m.record ?? m.raw),
           attempts: 1,
         });
         events.push({ level: 'error', kind: 'quarantined', itemId: m.id, reason: reasonOf(err) });
+        this.#notes.delete(m);
         continue;
       }
       if (retry) released.push(m.id);
       for (const w of converted.warnings)
         events.push({ level: 'warning', kind: 'conversion', itemId: m.id, reason: w });
       counts.warnings! += converted.warnings.length;
+      for (const note of this.#notes.get(m) ?? []) {
+        events.push({ level: 'warning', kind: 'attachment-unavailable', itemId: m.id, reason: note });
+        counts.warnings! += 1;
+      }
+      this.#notes.delete(m);
 
       for (const { person, reason } of newUnmapped) {
         counts.unmapped! += 1;
@@ -434,17 +728,23 @@ export class ArchiveCycle {
       if (open.length) toStage.push({ m, converted, open, mailboxes, existing });
     }
 
-    const refs = await mapLimit(toStage, this.#d.concurrency, (s) => stager.put(s.converted.raw));
+    // Items built in memory are staged whole; the others are written out as they are produced, from the scratch
+    // files of their attachments, which are no longer needed once every item of the batch is staged.
+    let staged: { ref: string; content: DeliveryItem['content'] }[];
+    try {
+      staged = await mapLimit(toStage, this.#d.concurrency, async ({ converted }) => {
+        if (converted.raw) return { ref: await stager.put(converted.raw), content: converted.raw };
+        const file = await stager.putStream(converted.chunks());
+        return { ref: file.ref, content: file };
+      });
+    } finally {
+      await this.#release(messages);
+    }
     if (toStage.length) await stager.flush();
     for (const [i, { m, converted, open, mailboxes, existing }] of toStage.entries()) {
-      const ref = refs[i]!;
+      const { ref, content } = staged[i]!;
       stagedRefs.set(m.id, ref);
-      const item: DeliveryItem = {
-        key: idToken(m.id),
-        messageId: converted.messageId,
-        date: converted.date,
-        raw: converted.raw,
-      };
+      const item: DeliveryItem = { key: idToken(m.id), messageId: converted.messageId, date: converted.date, content };
       for (const mb of open) {
         const prev = existing?.get(mb);
         const row = this.#row(m, mb, 'pending', mailboxes.get(mb)?.userId ?? null, ref, null);

@@ -71,5 +71,38 @@ export function advanceCursor(cursor: Cursor, timestamps: Iterable<number>): Cur
 export interface AttachmentContent {
   id: string;
   name: string;
-  content: Buffer;
+  /**
+   * The bytes, or the file that holds them (`size` bytes) when they were too many to keep in memory: a scratch file
+   * of the stager (stage/stager.ts `putScratch`), read when the item is written.
+   */
+  content: Buffer | { path: string; size: number };
+}
+
+/**
+ * One member of a conversation as the source reports them: `joinedAt` is the API's `joinDate` (the last join),
+ * absent where membership is fixed from the start (IM, MIM, wall); `current` is false for a past member.
+ */
+export interface Membership {
+  person: Person;
+  joinedAt?: number;
+  current: boolean;
+}
+
+/** A join or leave with its exact time, as the real-time feeds report them (USERJOINEDROOM / USERLEFTROOM). */
+export interface MembershipChange {
+  streamId: string;
+  userId: string;
+  ts: number;
+  kind: 'join' | 'leave';
+}
+
+export type FeedKind = 'datafeed' | 'datahose';
+
+/** Where a real-time consumer is in its feed (symphony-api.md §2.9, §2.10). */
+export interface FeedPosition {
+  kind: FeedKind;
+  /** The datafeed's id; the datahose has none (its feed is implied by tag and filters). */
+  feedId?: string;
+  /** Acknowledges the last batch read; empty before the first read. */
+  ackId: string;
 }

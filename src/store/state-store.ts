@@ -1,4 +1,4 @@
-import type { Cursor } from '../core/types.ts';
+import type { Cursor, FeedPosition, MembershipChange } from '../core/types.ts';
 
 export type LedgerStatus = 'pending' | 'delivered' | 'failed' | 'unmapped';
 export type RunStatus = 'running' | 'succeeded' | 'failed' | 'interrupted';
@@ -92,6 +92,19 @@ export interface PageCommit {
   released: string[];
   events: RunEvent[];
   counts: Partial<RunCounts>;
+  /** Joins and leaves read from a feed. */
+  membership?: MembershipChange[];
+  /** The feed position to keep once everything else in this commit is durable. */
+  feed?: FeedPosition;
+  /** Set by a sweep that read every listed stream. */
+  discovery?: Discovery | { fullAt?: undefined; lastAt: number };
+}
+
+export interface Discovery {
+  /** When the stream list was last read whole (this machine's clock, epoch ms). */
+  fullAt: number;
+  /** The latest activity the last complete sweep listed (the pod's clock, epoch ms). */
+  lastAt: number;
 }
 
 /**
@@ -107,6 +120,10 @@ export interface StateStore {
   startRun(connectorId: string): Promise<number>;
   finishRun(runId: number, status: Exclude<RunStatus, 'running'>, error?: string): Promise<RunRow>;
   checkpoint(connectorId: string, streamId: string): Promise<StoredCheckpoint | undefined>;
+  /** Joins and leaves of one stream recorded from a feed, oldest first. */
+  membershipChanges(connectorId: string, streamId: string): Promise<MembershipChange[]>;
+  feedPosition(connectorId: string): Promise<FeedPosition | undefined>;
+  discovery(connectorId: string): Promise<Discovery | undefined>;
   /** Ledger rows of the given messages, keyed by message id then mailbox. */
   ledger(connectorId: string, messageIds: readonly string[]): Promise<Map<string, Map<string, LedgerRow>>>;
   /** Records the copies about to be written, before any is written (ignored where a row already exists). */

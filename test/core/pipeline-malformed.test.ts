@@ -23,7 +23,8 @@ function withMalformedRecords(source: Source, streamId: () => string | undefined
     conversations: (signal) => source.conversations(signal),
     members: (conversation, signal) => source.members(conversation, signal),
     users: (ids, signal) => source.users(ids, signal),
-    attachment: (c, m, a, signal) => source.attachment(c, m, a, signal),
+    attachment: (c, m, a, consume, signal) => source.attachment(c, m, a, consume, signal),
+    readFeed: (kind, from, signal) => source.readFeed(kind, from, signal),
     stats: () => source.stats(),
     close: () => source.close(),
     messages: async function* (conversationId, from, signal): AsyncIterable<SourcePage> {

@@ -181,6 +181,30 @@ describe('SqliteStateStore', () => {
     assert.deepEqual(rows, [{ id: 'acme', name: 'Renamed', source_kind: 'symphony', destination_kind: 'maildir' }]);
   });
 
+  it('keeps joins and leaves per stream, once each, and the feed position with the commit', async () => {
+    const runId = await store.startRun(CONNECTOR.id);
+    assert.equal(await store.feedPosition(CONNECTOR.id), undefined);
+    const join = { streamId: 's1', userId: '7', ts: 100, kind: 'join' as const };
+    const leave = { streamId: 's1', userId: '7', ts: 200, kind: 'leave' as const };
+    await store.commit(page(runId, { membership: [leave, join], feed: { kind: 'datahose', ackId: 'a1' } }));
+    await store.commit(
+      page(runId, {
+        membership: [join, { ...join, streamId: 's2' }],
+        feed: { kind: 'datafeed', feedId: 'f1', ackId: 'a2' },
+      }),
+    );
+    assert.deepEqual(await store.membershipChanges(CONNECTOR.id, 's1'), [join, leave]);
+    assert.deepEqual(await store.feedPosition(CONNECTOR.id), { kind: 'datafeed', feedId: 'f1', ackId: 'a2' });
+  });
+
+  it('remembers the last whole listing and the latest listed activity', async () => {
+    const runId = await store.startRun(CONNECTOR.id);
+    assert.equal(await store.discovery(CONNECTOR.id), undefined);
+    await store.commit(page(runId, { discovery: { fullAt: 1000, lastAt: 50 } }));
+    await store.commit(page(runId, { discovery: { lastAt: 70 } }));
+    assert.deepEqual(await store.discovery(CONNECTOR.id), { fullAt: 1000, lastAt: 70 });
+  });
+
   it('startRun/finishRun accumulate counts across commits', async () => {
     const runId = await store.startRun(CONNECTOR.id);
     const started = await store.run(runId);

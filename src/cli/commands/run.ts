@@ -20,11 +20,19 @@ export function abortOnSignals(): { signal: AbortSignal; dispose(): void } {
   };
 }
 
-export async function runCommand(options: { config: string; connector?: string; json: boolean }): Promise<number> {
+export async function runCommand(options: {
+  config: string;
+  connector?: string;
+  json: boolean;
+  follow?: boolean;
+}): Promise<number> {
   const config = await loadConfig(options.config);
   const connectors = config.connectors.filter((c) => !options.connector || c.id === options.connector);
   if (!connectors.length)
     throw new AppError('ERR_CONFIG_INVALID', `no connector "${options.connector}" in ${options.config}`);
+  // Following never returns, so it takes exactly one connector.
+  if (options.follow && connectors.length !== 1)
+    throw new AppError('ERR_CONFIG_INVALID', '--follow needs exactly one connector: add --connector <id>');
   const reporter = createReporter({ json: options.json });
   const logger = createLogger({ level: options.json || process.stderr.isTTY ? 'warn' : config.logLevel });
   const store = openStore(config.dataDir);
@@ -40,6 +48,7 @@ export async function runCommand(options: { config: string; connector?: string; 
           logger,
           store,
           signal,
+          follow: options.follow ?? false,
           ...(progress ? { onProgress: progress } : {}),
         });
         reporter.done();

@@ -105,6 +105,14 @@ export interface V2MembershipList {
   }[];
 }
 
+/** `MemberInfo` from `GET /pod/v1/admin/room/{id}/membership/list` (a bare array): ids only, no leave date. */
+export interface MemberInfo {
+  id?: number | string;
+  owner?: boolean;
+  joinDate?: number;
+  addedThroughGroups?: number[];
+}
+
 /** `UserV2` from `GET /pod/v3/users`. */
 export interface UserV2 {
   id?: number;
@@ -120,4 +128,17 @@ export interface UserV2 {
 export interface V2UserList {
   users?: UserV2[];
   errors?: { error?: string; email?: string; id?: number }[] | null;
+}
+
+/** `V5EventList` from a Datafeed v5 or Datahose read (symphony-api.md §2.9, §2.10); events are `V4Event`s. */
+export interface V5EventList {
+  events?: unknown[] | null;
+  ackId?: string | null;
+}
+
+/** `V5Datafeed` from `GET|POST /agent/v5/datafeeds`. */
+export interface V5Datafeed {
+  id?: string;
+  createdAt?: number;
+  type?: string;
 }

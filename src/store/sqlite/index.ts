@@ -3,7 +3,9 @@ import type { Database, Statement } from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { AppError, toAppError } from '../../core/errors.ts';
+import type { FeedPosition, MembershipChange } from '../../core/types.ts';
 import type {
+  Discovery,
   LedgerRow,
   PageCommit,
   QuarantineRow,
@@ -139,6 +141,26 @@ export class SqliteStateStore implements StateStore {
          ON CONFLICT (connector_id, stream_id) DO UPDATE SET ts = excluded.ts, count = excluded.count,
            drained_through = excluded.drained_through, updated_at = excluded.updated_at`,
       ),
+      membershipOf: db.prepare(
+        `SELECT stream_id AS streamId, user_id AS userId, ts, kind FROM membership_changes
+         WHERE connector_id = ? AND stream_id = ? ORDER BY ts, user_id, kind`,
+      ),
+      putMembership: db.prepare(
+        `INSERT INTO membership_changes (connector_id, stream_id, user_id, ts, kind) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT DO NOTHING`,
+      ),
+      getDiscovery: db.prepare(`SELECT full_at AS fullAt, last_at AS lastAt FROM discovery WHERE connector_id = ?`),
+      putDiscovery: db.prepare(
+        `INSERT INTO discovery (connector_id, full_at, last_at) VALUES (@connectorId, COALESCE(@fullAt, 0), @lastAt)
+         ON CONFLICT (connector_id) DO UPDATE SET last_at = excluded.last_at,
+           full_at = COALESCE(@fullAt, discovery.full_at)`,
+      ),
+      getFeed: db.prepare(`SELECT kind, feed_id, ack_id FROM feeds WHERE connector_id = ?`),
+      putFeed: db.prepare(
+        `INSERT INTO feeds (connector_id, kind, feed_id, ack_id, updated_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (connector_id) DO UPDATE SET kind = excluded.kind, feed_id = excluded.feed_id,
+           ack_id = excluded.ack_id, updated_at = excluded.updated_at`,
+      ),
       ledgerOf: db.prepare(`SELECT * FROM ledger WHERE connector_id = ? AND message_id = ?`),
       planRow: db.prepare(
         `INSERT INTO ledger (connector_id, message_id, mailbox, stream_id, message_ts, status, user_id, staged_ref, receipt, reason, attempts, run_id, updated_at)
@@ -225,6 +247,23 @@ export class SqliteStateStore implements StateStore {
     return r && { cursor: { ts: r.ts, count: r.count }, drainedThrough: r.drained_through };
   }
 
+  async membershipChanges(connectorId: string, streamId: string): Promise<MembershipChange[]> {
+    return this.#stmts.membershipOf!.all(connectorId, streamId) as MembershipChange[];
+  }
+
+  async discovery(connectorId: string): Promise<Discovery | undefined> {
+    return this.#stmts.getDiscovery!.get(connectorId) as Discovery | undefined;
+  }
+
+  async feedPosition(connectorId: string): Promise<FeedPosition | undefined> {
+    const r = this.#stmts.getFeed!.get(connectorId) as
+      { kind: FeedPosition['kind']; feed_id: string | null; ack_id: string } | undefined;
+    if (!r) return undefined;
+    return r.feed_id === null
+      ? { kind: r.kind, ackId: r.ack_id }
+      : { kind: r.kind, feedId: r.feed_id, ackId: r.ack_id };
+  }
+
   async ledger(connectorId: string, messageIds: readonly string[]): Promise<Map<string, Map<string, LedgerRow>>> {
     const out = new Map<string, Map<string, LedgerRow>>();
     for (const id of messageIds) {
@@ -252,6 +291,17 @@ export class SqliteStateStore implements StateStore {
       for (const e of page.events) this.#stmts.insertEvent!.run(runId, t, e.level, e.kind, e.itemId ?? null, e.reason);
       const counts = Object.fromEntries(COUNT_COLUMNS.map((c) => [c, page.counts[c] ?? 0]));
       this.#stmts.addCounts!.run({ ...counts, runId });
+      for (const c of page.membership ?? []) {
+        this.#stmts.putMembership!.run(connectorId, c.streamId, c.userId, c.ts, c.kind);
+      }
+      if (page.discovery) {
+        const { fullAt, lastAt } = page.discovery;
+        this.#stmts.putDiscovery!.run({ connectorId, fullAt: fullAt ?? null, lastAt });
+      }
+      if (page.feed) {
+        const { kind, feedId, ackId } = page.feed;
+        this.#stmts.putFeed!.run(connectorId, kind, feedId ?? null, ackId, t);
+      }
       if (page.checkpoint) {
         const { streamId, cursor, drainedThrough } = page.checkpoint;
         this.#stmts.setCheckpoint!.run(connectorId, streamId, cursor.ts, cursor.count, drainedThrough ?? null, t);

@@ -321,14 +321,34 @@ describe('messages', () => {
       'since=20&skip=3&limit=2',
       'since=30&skip=1&limit=2',
     ]);
+    // A resumed read backs off one position (half the page here) at the cursor's millisecond: m3 is read again.
     const resumed = await collectPages(source.messages(STREAM, { ts: 20, count: 2 }));
     assert.deepEqual(
       resumed.flat().map((m) => m.id),
-      ['m4', 'm5', 'm6'],
+      ['m3', 'm4', 'm5', 'm6'],
     );
     const first = pages[0]?.[0];
     assert.equal(first?.streamId, STREAM);
     assert.deepEqual(first?.raw, all[0]);
+  });
+
+  it('does not skip a message when one already read at the cursor millisecond was removed since', async () => {
+    let all = Array.from({ length: 8 }, (_, i) => message(`m${i}`, 20));
+    const server = await fake((req) => {
+      if (!req.path.startsWith('/agent/v4/stream/')) return undefined;
+      const since = Number(req.query.get('since'));
+      const skip = Number(req.query.get('skip'));
+      const limit = Number(req.query.get('limit'));
+      const page = all.filter((m) => m.timestamp >= since).slice(skip, skip + limit);
+      return page.length ? { body: page } : { status: 204 };
+    });
+    const source = sourceFor(server.url, { pageSize: 100 });
+    const first = (await collectPages(source.messages(STREAM, { ts: 0, count: 0 }))).flat();
+    assert.equal(first.length, 8);
+    // Two of the eight are suppressed, and two more arrive in the same millisecond (symphony-api.md §2.8).
+    all = [...all.filter((m) => m.messageId !== 'm1' && m.messageId !== 'm6'), message('m8', 20), message('m9', 20)];
+    const again = (await collectPages(source.messages(STREAM, { ts: 20, count: 8 }))).flat().map((m) => m.id);
+    assert.ok(again.includes('m8') && again.includes('m9'), `both new messages are read: ${again.join(',')}`);
   });
 
   it('reports records it cannot key as malformed, keeps their place in the sequence, and reads on', async () => {
@@ -417,8 +437,20 @@ describe('pod listings', () => {
     });
   });
 
-  it('pages members at 1000 and maps them', async () => {
+  it('pages members at 1000 and maps them, with join dates and past members for a room', async () => {
     const server = await fake((req) => {
+      if (req.path.startsWith('/pod/v1/admin/room/')) {
+        assert.equal(req.query.get('includePastMembers'), 'true');
+        return {
+          body: [
+            { id: 7001, owner: false, joinDate: 5000 },
+            { id: 9000, owner: false, joinDate: 100 },
+          ],
+        };
+      }
+      if (req.path === '/pod/v3/users') {
+        return { body: { users: [{ id: 9000, emailAddress: 'gone@acme.com', displayName: 'Gone' }] } };
+      }
       if (!req.path.includes('/membership/list')) return undefined;
       const skip = Number(req.query.get('skip'));
       const count = 1500;
@@ -433,18 +465,26 @@ describe('pod listings', () => {
       }));
       return { body: { count, skip, limit: 1000, members } };
     });
-    const people = await sourceFor(server.url).members({ id: STREAM, type: 'ROOM' });
-    assert.equal(people.length, 1500);
-    assert.deepEqual(people[1499], {
-      userId: '8499',
-      email: 'u1499@acme.com',
-      displayName: 'U',
-      company: 'Acme',
-      external: false,
+    const members = await sourceFor(server.url).members({ id: STREAM, type: 'ROOM' });
+    assert.equal(members.length, 1501);
+    assert.deepEqual(members[1499], {
+      person: { userId: '8499', email: 'u1499@acme.com', displayName: 'U', company: 'Acme', external: false },
+      current: true,
+    });
+    assert.deepEqual(members[1], { person: members[1]!.person, joinedAt: 5000, current: true });
+    assert.deepEqual(members[1500], {
+      person: { userId: '9000', email: 'gone@acme.com', displayName: 'Gone' },
+      joinedAt: 100,
+      current: false,
     });
     assert.deepEqual(
-      server.requests.filter((r) => r.path.includes('membership')).map((r) => r.query.get('skip')),
+      server.requests.filter((r) => r.path.includes('/admin/stream/')).map((r) => r.query.get('skip')),
       ['0', '1000'],
+    );
+    const im = await sourceFor(server.url).members({ id: STREAM, type: 'IM' });
+    assert.ok(
+      im.every((m) => m.joinedAt === undefined && m.current),
+      'IM membership is fixed',
     );
   });
 
@@ -486,7 +526,9 @@ describe('attachments', () => {
       assert.equal(req.query.get('fileId'), fileId);
       return { raw: bytes.toString('base64'), headers: { 'content-type': 'application/octet-stream' } };
     });
-    const content = await sourceFor(server.url).attachment(STREAM, 'm1', fileId);
+    const content = await sourceFor(server.url).attachment(STREAM, 'm1', { id: fileId }, async (b) =>
+      Buffer.concat(await collect(b)),
+    );
     assert.deepEqual(content, bytes);
     assert.match(rawUrl, /fileId=internal_14362370637825%2FT2vTuh%2BgWTtZFQtI%2FHDXYg%3D%3D&messageId=m1/);
   });
@@ -499,12 +541,69 @@ describe('attachments', () => {
       return undefined;
     });
     const source = sourceFor(server.url, { maxRetries: 1 });
-    const down = await rejectsWith(source.attachment(STREAM, 'm1', 'f'), 'ERR_SOURCE_ATTACHMENT');
+    const down = await rejectsWith(
+      source.attachment(STREAM, 'm1', { id: 'f' }, async (b) => Buffer.concat(await collect(b))),
+      'ERR_SOURCE_ATTACHMENT',
+    );
     assert.equal(down.status, 500);
     assert.equal(down.retryable, true);
-    const gone = await rejectsWith(source.attachment(STREAM, 'gone', 'f'), 'ERR_SOURCE_ATTACHMENT');
+    const gone = await rejectsWith(
+      source.attachment(STREAM, 'gone', { id: 'f' }, async (b) => Buffer.concat(await collect(b))),
+      'ERR_SOURCE_ATTACHMENT',
+    );
     assert.equal(gone.status, 404);
     assert.equal(gone.retryable, false);
-    await rejectsWith(source.attachment(STREAM, 'html', 'f'), 'ERR_SOURCE_ATTACHMENT');
+    await rejectsWith(
+      source.attachment(STREAM, 'html', { id: 'f' }, async (b) => Buffer.concat(await collect(b))),
+      'ERR_SOURCE_ATTACHMENT',
+    );
+  });
+});
+
+describe('real-time feeds', () => {
+  it('reads the datahose with its tag and event types, acknowledging the batch before', async () => {
+    const acks: unknown[] = [];
+    const server = await fake((req) => {
+      if (req.path !== '/agent/v5/events/read') return undefined;
+      const body = req.body as { type: string; tag: string; eventTypes: string[]; ackId: string };
+      assert.equal(body.type, 'datahose');
+      assert.ok(body.eventTypes.includes('MESSAGESUPPRESSED') && body.eventTypes.includes('USERLEFTROOM'));
+      acks.push(body.ackId);
+      return { body: { events: [{ id: String(acks.length) }], ackId: `ack${acks.length}` } };
+    });
+    const source = sourceFor(server.url, { feedTag: 'archiver-1' });
+    const first = await source.readFeed('datahose', undefined);
+    const second = await source.readFeed('datahose', first.position);
+    assert.deepEqual(acks, ['', 'ack1']);
+    assert.deepEqual(second.position, { kind: 'datahose', ackId: 'ack2' });
+    assert.equal(second.restarted, false);
+    const reads = server.requests.filter((r) => r.path === '/agent/v5/events/read');
+    assert.ok(reads.every((r) => (r.body as { tag: string }).tag === 'archiver-1'));
+  });
+
+  it('starts a new datafeed when the old one is gone (400), and says so', async () => {
+    const server = await fake((req) => {
+      if (req.method === 'GET' && req.path === '/agent/v5/datafeeds') return { body: [] };
+      if (req.method === 'POST' && req.path === '/agent/v5/datafeeds')
+        return { status: 201, body: { id: 'feed2', type: 'fanout' } };
+      if (req.method === 'DELETE') return { status: 204 };
+      if (req.path === '/agent/v5/datafeeds/feed1/read') {
+        return { status: 400, body: { code: 400, message: 'the feed no longer exists' } };
+      }
+      if (req.path === '/agent/v5/datafeeds/feed2/read') return { body: { events: [], ackId: 'a1' } };
+      return undefined;
+    });
+    const source = sourceFor(server.url);
+    const batch = await source.readFeed('datafeed', { kind: 'datafeed', feedId: 'feed1', ackId: 'old' });
+    assert.equal(batch.restarted, true);
+    assert.deepEqual(batch.position, { kind: 'datafeed', feedId: 'feed2', ackId: 'a1' });
+    const calls = server.requests.filter((r) => r.path.startsWith('/agent/')).map((r) => `${r.method} ${r.path}`);
+    assert.deepEqual(calls, [
+      'POST /agent/v5/datafeeds/feed1/read',
+      'DELETE /agent/v5/datafeeds/feed1',
+      'GET /agent/v5/datafeeds',
+      'POST /agent/v5/datafeeds',
+      'POST /agent/v5/datafeeds/feed2/read',
+    ]);
   });
 });

@@ -80,7 +80,7 @@ describe('against the Symphony emulator', () => {
     const source = sourceFor(emu.url);
     const senders = new Set(clean.messages.map((m) => String(m.raw.user.userId)));
     const members = new Set<string>();
-    for (const c of clean.conversations) for (const p of await source.members(c)) members.add(p.userId);
+    for (const c of clean.conversations) for (const m of await source.members(c)) members.add(m.person.userId);
     const found = await source.users([...senders]);
     for (const id of senders) assert.ok(members.has(id) || found.has(id), `sender ${id} is known`);
     const requests = source.stats().requests;
@@ -99,7 +99,7 @@ describe('against the Symphony emulator', () => {
     assert.ok(Math.max(...perTs.values()) >= 12, 'the pod has a same-millisecond group longer than a page');
   });
 
-  it('resuming from a mid-stream cursor yields exactly the remainder', async () => {
+  it('resuming from a mid-stream cursor yields the remainder, re-reading at most the slack at its millisecond', async () => {
     const source = sourceFor(emu.url, { pageSize: 4 });
     const byStream = groupBy(clean.messages, (m) => m.streamId);
     for (const [streamId, all] of byStream) {
@@ -113,9 +113,11 @@ describe('against the Symphony emulator', () => {
         all.slice(0, cut).map((m) => m.timestamp),
       );
       const rest = await readStream(source, streamId, cursor);
+      // Half a page (2 here) of the messages already read at the cursor's millisecond come again (§2.8 removals).
+      const from = Math.max(cut - Math.min(2, cursor.count), 0);
       assert.deepEqual(
         rest.map((m) => m.id),
-        all.slice(cut).map((m) => m.id),
+        all.slice(from).map((m) => m.id),
       );
     }
   });
@@ -126,7 +128,9 @@ describe('against the Symphony emulator', () => {
     assert.ok(withFiles.length > 0);
     for (const m of withFiles) {
       for (const a of m.raw.attachments ?? []) {
-        const bytes = await source.attachment(m.streamId, m.id, a.id);
+        const bytes = await source.attachment(m.streamId, m.id, { id: a.id, size: a.size }, async (b) =>
+          Buffer.concat(await collect(b)),
+        );
         assert.equal(bytes.length, a.size);
       }
     }
@@ -175,12 +179,17 @@ describe('against the Symphony emulator with faults', () => {
     assert.ok(broken.length > 0);
     const source = sourceFor(emu.url, { maxRetries: 1 });
     for (const b of broken) {
-      await assert.rejects(source.attachment(b.streamId, b.messageId, b.attachmentId), (err) => {
-        assert.ok(isAppError(err, 'ERR_SOURCE_ATTACHMENT'));
-        assert.equal(err.status, 500);
-        assert.equal(err.retryable, true);
-        return true;
-      });
+      await assert.rejects(
+        source.attachment(b.streamId, b.messageId, { id: b.attachmentId }, async (b) =>
+          Buffer.concat(await collect(b)),
+        ),
+        (err) => {
+          assert.ok(isAppError(err, 'ERR_SOURCE_ATTACHMENT'));
+          assert.equal(err.status, 500);
+          assert.equal(err.retryable, true);
+          return true;
+        },
+      );
     }
   });
 });
