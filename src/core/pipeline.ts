@@ -60,7 +60,10 @@ export interface CycleProgress {
 
 export interface FollowOptions {
   kind: FeedKind;
-  /** Ends after the first read that brings nothing (one-shot runs, tests); otherwise runs until aborted. */
+  /**
+   * Ends once the feed has caught up: a read that brings nothing, or fewer events than the fullest read of this
+   * run (a busy pod never goes quiet; a backlog comes in full batches). Otherwise runs until aborted.
+   */
   untilIdle?: boolean;
   /** Ends after a read that had to start a new feed, so the caller can sweep history for what was missed. */
   stopOnGap?: boolean;
@@ -215,6 +218,7 @@ export class ArchiveCycle {
   async #follow(options: FollowOptions, state: { batches: number; events: number; restarted: boolean }) {
     const { source, store, connectorId } = this.#d;
     let position = await store.feedPosition(connectorId);
+    let fullest = 0;
     const streams = new Map<string, { conversation: Conversation; timeline: MembershipTimeline }>();
     for (;;) {
       this.#check();
@@ -232,7 +236,8 @@ export class ArchiveCycle {
       position = batch.position;
       this.#progress();
       if (options.stopOnGap && batch.restarted) return;
-      if (options.untilIdle && batch.events.length === 0) return;
+      if (options.untilIdle && (batch.events.length === 0 || batch.events.length < fullest)) return;
+      fullest = Math.max(fullest, batch.events.length);
       if (options.until !== undefined && Date.now() >= options.until) return;
     }
   }

@@ -28,7 +28,7 @@ describe('capture through faults', { timeout: 300_000 }, () => {
   });
   after(() => h?.close());
 
-  it('archives every item into every mailbox exactly once, nothing extra', async () => {
+  it('archives every item into every mailbox exactly once, nothing extra', async (t) => {
     const started = performance.now();
     const runs = [await h.cycle()];
     // The rest of the pod's life, released in four steps, each followed by the connector's run: the feed read up
@@ -74,9 +74,9 @@ describe('capture through faults', { timeout: 300_000 }, () => {
     const throttled = runs.reduce((n, run) => n + run.source.throttled, 0);
     const reauth = runs.reduce((n, run) => n + run.source.reauthentications, 0);
     assert.ok(throttled > 0 && reauth > 0, 'the faults did happen');
-    process.stdout.write(
-      `# capture through faults: ${r.expected} items in ${r.mailboxes} mailboxes, ${truth.messages} messages, ` +
-        `${seconds.toFixed(1)} s, ${requests} requests (${throttled} throttled, ${reauth} re-logins)\n`,
+    t.diagnostic(
+      `capture through faults: ${r.expected} items in ${r.mailboxes} mailboxes, ${truth.messages} messages, ` +
+        `${seconds.toFixed(1)} s, ${requests} requests (${throttled} throttled, ${reauth} re-logins)`,
     );
   });
 });
