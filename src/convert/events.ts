@@ -96,7 +96,8 @@ function nonEmpty(v: unknown): v is string {
 }
 
 /** Samples spell it `userName` where the spec says `username` (symphony-api.md §3 quirks). */
-function personOf(user: unknown): Person | undefined {
+/** A `V4User` as a Person; the doc samples spell `username` as `userName` too (symphony-api.md §3 quirks). */
+export function personOf(user: unknown): Person | undefined {
   if (!isRecord(user)) return undefined;
   const userId = userIdOf(user['userId']);
   if (userId === undefined) return undefined;

@@ -3,7 +3,7 @@
  * archives: messages and event items grouped by stream, joins and leaves for the membership timeline, and the
  * records it cannot use, each with its reason.
  */
-import { readV4Event, type EventInput } from '../convert/events.ts';
+import { personOf, readV4Event, type EventInput } from '../convert/events.ts';
 import type { V4Message, V4Stream } from '../source/symphony/api-types.ts';
 import { defectOf, timestampOf, toSourceMessage } from '../source/symphony/mapping.ts';
 import { canonicalId, userIdOf } from './ids.ts';
@@ -59,16 +59,6 @@ function conversationOf(stream: Partial<V4Stream> | undefined, streamId: string)
   if (typeof stream?.roomName === 'string' && stream.roomName !== '') c.name = stream.roomName;
   if (typeof stream?.external === 'boolean') c.external = stream.external;
   return c;
-}
-
-/** `V4User` of an event; the doc samples spell `username` as `userName` too (§3 quirks). */
-function personOf(user: Record<string, unknown> | undefined, userId: string): Person {
-  const p: Person = { userId };
-  for (const k of ['email', 'displayName', 'firstName', 'lastName', 'username'] as const) {
-    const v = user?.[k] ?? (k === 'username' ? user?.['userName'] : undefined);
-    if (typeof v === 'string' && v.trim() !== '') p[k] = v;
-  }
-  return p;
 }
 
 function eventTime(event: Record<string, unknown>): number | undefined {
@@ -160,7 +150,7 @@ export function classifyEvents(events: readonly unknown[], options: { roomEvents
       }
       group(stream as Partial<V4Stream>, streamId).changes.push({
         change: { streamId, userId, ts, kind: membership.kind },
-        person: personOf(affected, userId),
+        person: personOf(affected) ?? { userId },
       });
     }
 

@@ -4,7 +4,7 @@ import type { DeliveryItem, MailboxWriter } from '../deliver/mailbox-writer.ts';
 import { resolveMailbox, type MappingConfig } from '../mapping/index.ts';
 import type { MalformedRecord, Source, SourceStats } from '../source/source.ts';
 import { MALFORMED_PREFIX } from '../source/source.ts';
-import type { V4Message, V4User } from '../source/symphony/api-types.ts';
+import type { V4Message } from '../source/symphony/api-types.ts';
 import type { ScratchFile, Stager } from '../stage/stager.ts';
 import {
   emptyCounts,
@@ -19,6 +19,7 @@ import {
 import { AppError, isAppError, reasonOf } from './errors.ts';
 import { canonicalId, idToken, messageIdFor, userIdOf } from './ids.ts';
 import type { Logger } from './logger.ts';
+import { personOf } from '../convert/events.ts';
 import { classifyEvents, isV4Event, type ArchiveItem } from './feed-events.ts';
 import { MembershipTimeline } from './membership.ts';
 import { mapLimit } from './pool.ts';
@@ -107,6 +108,13 @@ const FULL_LISTING_EVERY_MS = 7 * 86_400_000;
 /** Margin under the last listed activity: messages the pod stamps a little before they become readable. */
 const LISTING_OVERLAP_MS = 3_600_000;
 
+/** Errors that stop the whole run rather than one conversation: cancellation, lost access, state or sink gone. */
+function endsTheRun(err: unknown): boolean {
+  if (isAppError(err, 'ERR_ABORTED') || isAppError(err, 'ERR_SOURCE_AUTH') || isAppError(err, 'ERR_STORE_IO'))
+    return true;
+  return isAppError(err) && err.code.startsWith('ERR_SINK') && !err.retryable;
+}
+
 /**
  * A staged item may go once every copy is delivered whole. A failed copy still needs it, and a partially imported
  * one names it in its stub as where the full content is kept.
@@ -119,18 +127,6 @@ async function collect(bytes: AsyncIterable<Buffer>): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of bytes) chunks.push(chunk);
   return Buffer.concat(chunks);
-}
-
-function personFromV4User(user: V4User | undefined): Person | undefined {
-  const userId = userIdOf(user?.userId);
-  if (!userId || !user) return undefined;
-  const p: Person = { userId };
-  if (user.email) p.email = user.email;
-  if (user.displayName) p.displayName = user.displayName;
-  if (user.firstName) p.firstName = user.firstName;
-  if (user.lastName) p.lastName = user.lastName;
-  if (user.username) p.username = user.username;
-  return p;
 }
 
 /**
@@ -310,9 +306,7 @@ export class ArchiveCycle {
           );
         }
       } catch (err) {
-        if (isAppError(err, 'ERR_ABORTED') || isAppError(err, 'ERR_SOURCE_AUTH') || isAppError(err, 'ERR_STORE_IO'))
-          throw err;
-        if (isAppError(err) && err.code.startsWith('ERR_SINK') && !err.retryable) throw err;
+        if (endsTheRun(err)) throw err;
         // Kept for the stream's next sweep, which retries quarantined items, rather than holding up the feed.
         const reason = reasonOf(err);
         const held = group.items.map((m) => ({
@@ -434,9 +428,7 @@ export class ArchiveCycle {
       try {
         await this.#archiveConversation(conversation, quarantine.get(conversation.id) ?? []);
       } catch (err) {
-        if (isAppError(err, 'ERR_ABORTED') || isAppError(err, 'ERR_SOURCE_AUTH') || isAppError(err, 'ERR_STORE_IO'))
-          throw err;
-        if (isAppError(err) && err.code.startsWith('ERR_SINK') && !err.retryable) throw err;
+        if (endsTheRun(err)) throw err;
         this.#streamErrors += 1;
         log.warn({ streamId: conversation.id, reason: reasonOf(err) }, 'conversation skipped this cycle');
         await this.#record({
@@ -661,7 +653,7 @@ export class ArchiveCycle {
       this.#check();
       const existing = ledger.get(m.id);
       const userId = userIdOf(m.raw.user?.userId);
-      const sender = (userId && (members.person(userId) ?? senders.get(userId))) || personFromV4User(m.raw.user);
+      const sender = (userId && (members.person(userId) ?? senders.get(userId))) || personOf(m.raw.user);
       // Those in the conversation when the message was sent, its author and, for a leave, who left. An event's
       // initiator is not added: an administrator removing a message from outside the room is no party to it.
       const participants = members.at(m.timestamp);
