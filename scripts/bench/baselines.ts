@@ -1,6 +1,6 @@
 import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { DovecotServer } from '../../test/helpers/dovecot.ts';
+import { ensureDovecotInstalled, type DovecotServer } from '../../test/helpers/dovecot.ts';
 import { runCommand } from './processes.ts';
 
 /** Where the product files items: `INBOX → Symphony`, which Dovecot's Maildir++ layout keeps in this directory. */
@@ -151,7 +151,19 @@ export function sum(counts: Map<string, number>): number {
   return n;
 }
 
+/** The bench's servers and baselines come from Debian's packages; a fresh machine gets them here (needs root). */
+async function ensureTools(): Promise<void> {
+  await ensureDovecotInstalled();
+  if ((await runCommand('mbsync', ['--version']).catch(() => undefined)) !== undefined) return;
+  const lock = ['-o', 'DPkg::Lock::Timeout=300'];
+  await runCommand('apt-get', [...lock, 'install', '-y', '--no-install-recommends', 'isync']).catch(async () => {
+    await runCommand('apt-get', [...lock, 'update']);
+    await runCommand('apt-get', [...lock, 'install', '-y', '--no-install-recommends', 'isync']);
+  });
+}
+
 export async function toolVersions(): Promise<{ dovecot: string; mbsync: string }> {
+  await ensureTools();
   // /usr/sbin is not on every PATH (non-login shells).
   const dovecot = (
     await runCommand('dovecot', ['--version']).catch(() => runCommand('/usr/sbin/dovecot', ['--version']))

@@ -37,7 +37,12 @@ export interface ChildRuntime {
 }
 
 export function tsxRuntime(): ChildRuntime {
-  return { kind: 'tsx', entry: path.join(REPO, 'scripts/bench/child.ts'), execArgv: ['--import', 'tsx'], root: REPO };
+  return {
+    kind: 'tsx',
+    entry: path.join(REPO, 'scripts/bench/child.ts'),
+    execArgv: ['--import', 'tsx', ...productNodeFlags()],
+    root: REPO,
+  };
 }
 
 /**
@@ -73,7 +78,20 @@ export async function compiledRuntime(outDir: string): Promise<ChildRuntime> {
   await symlink(path.join(REPO, 'node_modules'), path.join(outDir, 'node_modules'));
   await symlink(path.join(REPO, 'migrations'), path.join(outDir, 'migrations'));
   await writeFile(path.join(outDir, 'package.json'), JSON.stringify({ type: 'module' }));
-  return { kind: 'compiled', entry: path.join(outDir, 'scripts/bench/child.js'), execArgv: [], root: outDir };
+  return {
+    kind: 'compiled',
+    entry: path.join(outDir, 'scripts/bench/child.js'),
+    execArgv: productNodeFlags(),
+    root: outDir,
+  };
+}
+
+/** The V8 flags the installed command runs with (its `#!/usr/bin/env -S node …` line), so the bench measures those. */
+export function productNodeFlags(): string[] {
+  const first = readFileSync(path.join(REPO, 'bin/symphony-archiver.js'), 'utf8').split('\n', 1)[0]!;
+  const flags = /^#!\/usr\/bin\/env -S node((?: --[a-z-]+=\S+)*)$/.exec(first);
+  if (!flags) throw new Error(`bin/symphony-archiver.js starts with an unexpected line: ${first}`);
+  return flags[1]!.split(' ').filter(Boolean);
 }
 
 /** Runs one task in a fresh Node process; with `profile`, V8 writes a CPU profile to that file on exit. */

@@ -1,5 +1,6 @@
 import { AppError } from '../../core/errors.ts';
 import { isServerRefusal, toImapAppError } from './errors.ts';
+import type { KeyIndex } from '../key-index.ts';
 import { rawCommand, tokenString, type ImapConnection, type ImapResponse } from './connection.ts';
 
 /** Our Message-IDs are `sym.<key>@<domain>` (core/ids.ts `messageIdFor`); the key is read back from them. */
@@ -29,14 +30,20 @@ export interface FolderState {
   uidValidity: bigint | undefined;
   /** Highest UID whose Message-ID is in `index`: everything at or below it has been read. */
   scannedUid: number;
-  /** item key → `uidvalidity:uid`, for the items found in or written to the folder. */
-  index: Map<string, string>;
+  /** item key → UID (of `uidValidity`), for the items found in or written to the folder. */
+  index: KeyIndex;
   /** Whether `index` holds the whole folder (duplicateCheck `index`) or only what this writer wrote (`search`). */
   complete: boolean;
 }
 
 export function refOf(uidValidity: bigint | undefined, uid: number): string {
   return `${uidValidity ?? 0n}:${uid}`;
+}
+
+/** The receipt ref of an item the index holds, or undefined. */
+export function indexedRef(state: FolderState, key: string): string | undefined {
+  const uid = state.index.get(key);
+  return uid === undefined ? undefined : refOf(state.uidValidity, uid);
 }
 
 /**
@@ -175,7 +182,7 @@ export async function refreshIndex(conn: ImapConnection, state: FolderState): Pr
     const messages = await readMessageIds(conn, state.scannedUid + 1);
     for (const m of messages) {
       const key = m.messageId === undefined ? undefined : keyOfMessageId(m.messageId);
-      if (key !== undefined && !state.index.has(key)) state.index.set(key, refOf(box.uidValidity, m.uid));
+      if (key !== undefined && !state.index.has(key)) state.index.set(key, m.uid);
       if (m.uid > state.scannedUid) state.scannedUid = m.uid;
     }
     return messages;
@@ -187,15 +194,17 @@ export async function refreshIndex(conn: ImapConnection, state: FolderState): Pr
 /**
  * Looks for Message-IDs one by one: `UID SEARCH HEADER Message-ID <id>` narrows the folder down, then an exact
  * comparison of the fetched header decides, since HEADER search is a substring match (RFC 9051 §6.4.4;
- * destinations.md §2.3). Returns Message-ID (lower-cased) → ref for those found; the folder is examined once.
+ * destinations.md §2.3). Returns Message-ID (lower-cased) → UID for those found; the folder is examined once.
  */
 export async function searchMessageIds(
   conn: ImapConnection,
   state: FolderState,
   messageIds: string[],
-): Promise<Map<string, string>> {
-  const found = new Map<string, string>();
+): Promise<Map<string, number>> {
+  const found = new Map<string, number>();
   const box = await examine(conn, state.path);
+  // UIDs of another validity mean nothing (RFC 9051 §2.3.1.1).
+  if (state.uidValidity !== box.uidValidity) state.index.clear();
   state.uidValidity = box.uidValidity;
   try {
     if (box.exists === 0) return found;
@@ -208,8 +217,7 @@ export async function searchMessageIds(
         { uid: true, headers: ['message-id'] },
         { uid: true },
       )) {
-        if (messageIdOfHeader(msg.headers)?.toLowerCase() === wanted)
-          found.set(wanted, refOf(box.uidValidity, msg.uid));
+        if (messageIdOfHeader(msg.headers)?.toLowerCase() === wanted) found.set(wanted, msg.uid);
       }
     }
     return found;

@@ -20,12 +20,14 @@ import {
   folderExists,
   keyOfMessageId,
   readMessageIds,
+  indexedRef,
   refOf,
   refreshIndex,
   searchMessageIds,
   unselect,
   type FolderState,
 } from './folder.ts';
+import { KeyIndex } from '../key-index.ts';
 import { ConnectionPool } from './pool.ts';
 import { probeServer } from './probe.ts';
 
@@ -233,7 +235,7 @@ export function createImapWriter(config: ImapDestinationConfig, deps: ImapWriter
       path,
       uidValidity: undefined,
       scannedUid: 0,
-      index: new Map(),
+      index: new KeyIndex(),
       complete: config.duplicateCheck === 'index',
     };
     if (state.complete) await refreshIndex(conn, state);
@@ -252,9 +254,16 @@ export function createImapWriter(config: ImapDestinationConfig, deps: ImapWriter
   }
 
   function recordAppended(lane: Lane, folder: FolderState, p: Pending, uidValidity: bigint | undefined, uid: number) {
-    if (folder.uidValidity === undefined) folder.uidValidity = uidValidity;
-    const ref = refOf(uidValidity ?? folder.uidValidity, uid);
-    folder.index.set(p.item.key, ref);
+    if (uidValidity !== undefined && uidValidity !== folder.uidValidity) {
+      // A new UIDVALIDITY voids every UID known before it (RFC 9051 §2.3.1.1): the folder is read again when needed.
+      if (folder.uidValidity !== undefined) {
+        folder.index.clear();
+        folder.scannedUid = 0;
+      }
+      folder.uidValidity = uidValidity;
+    }
+    const ref = refOf(folder.uidValidity, uid);
+    folder.index.set(p.item.key, uid);
     // Nothing else landed in between, so the index still covers every UID up to this one.
     if (folder.complete && uid === folder.scannedUid + 1 && uidValidity === folder.uidValidity) folder.scannedUid = uid;
     lane.uncertain.delete(p.item.key);
@@ -277,7 +286,7 @@ export function createImapWriter(config: ImapDestinationConfig, deps: ImapWriter
     try {
       folder = await folderFor(lane, conn);
       items = items.filter((p) => {
-        const ref = folder.index.get(p.item.key);
+        const ref = indexedRef(folder, p.item.key);
         if (ref === undefined) return true;
         settleFound(lane, p, ref);
         return false;
@@ -289,7 +298,7 @@ export function createImapWriter(config: ImapDestinationConfig, deps: ImapWriter
         await searchInto(conn, folder, items);
       }
       items = items.filter((p) => {
-        const ref = folder.index.get(p.item.key);
+        const ref = indexedRef(folder, p.item.key);
         if (ref === undefined) return true;
         if (lane.uncertain.has(p.item.key)) {
           log.info({ mailbox: lane.mailbox, key: p.item.key, ref }, 'imap append with unknown outcome had landed');
@@ -373,7 +382,7 @@ export function createImapWriter(config: ImapDestinationConfig, deps: ImapWriter
     }
     const missing: Pending[] = [];
     for (const p of items) {
-      const ref = folder.index.get(p.item.key);
+      const ref = indexedRef(folder, p.item.key);
       if (ref === undefined) missing.push(p);
       else {
         lane.uncertain.delete(p.item.key);
@@ -400,8 +409,8 @@ export function createImapWriter(config: ImapDestinationConfig, deps: ImapWriter
       wanted.map((p) => p.item.messageId),
     );
     for (const p of wanted) {
-      const ref = found.get(p.item.messageId.toLowerCase());
-      if (ref !== undefined) folder.index.set(p.item.key, ref);
+      const uid = found.get(p.item.messageId.toLowerCase());
+      if (uid !== undefined) folder.index.set(p.item.key, uid);
     }
   }
 

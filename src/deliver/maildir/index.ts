@@ -1,11 +1,24 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { chmod, copyFile, mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import {
+  chmod,
+  copyFile,
+  mkdir,
+  open,
+  opendir,
+  readdir,
+  readFile,
+  rename,
+  stat,
+  unlink,
+  type FileHandle,
+} from 'node:fs/promises';
 import path from 'node:path';
 import { syncDir } from '../../core/fs.ts';
 import { AppError, type AppErrorOptions } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import { itemSize } from '../content.ts';
+import { KeyIndex } from '../key-index.ts';
 import type { DeliveryItem, DeliveryReceipt, MailboxWriter } from '../mailbox-writer.ts';
 
 export interface MaildirWriterConfig {
@@ -50,8 +63,9 @@ const FOLDER_SYNTAX = /^[A-Za-z0-9_ -]{1,100}$/;
 const RETRYABLE_ERRNO = new Set(['EAGAIN', 'EBUSY', 'EINTR', 'EMFILE', 'ENFILE', 'ENOSPC', 'EDQUOT', 'ETIMEDOUT']);
 
 interface FolderState {
-  /** key → file name (as written or as found in cur/ / new/). */
-  index: Map<string, string>;
+  /** Keys of the items in cur/ and new/, as found when the folder was opened and as written since. */
+  index: KeyIndex;
+  folderDir: string;
   curDir: string;
   tmpDir: string;
 }
@@ -110,30 +124,50 @@ export function createMaildirWriter(config: MaildirWriterConfig, deps: MaildirWr
       if (await createEmptyFile(path.join(folderDir, 'maildirfolder'))) dirty.add(folderDir);
       if (await subscribe(mailboxDir, subscriptionName)) dirty.add(mailboxDir);
 
-      const index = new Map<string, string>();
+      const index = new KeyIndex();
       for (const sub of ['cur', 'new']) {
-        for (const name of await readdir(path.join(folderDir, sub))) {
-          const key = KEY_IN_NAME.exec(name)?.[1];
-          if (key !== undefined) index.set(key, name);
+        for await (const entry of await opendir(path.join(folderDir, sub))) {
+          const key = KEY_IN_NAME.exec(entry.name)?.[1];
+          if (key !== undefined) index.set(key);
         }
       }
       log.debug({ mailbox, folder: subscriptionName, items: index.size }, 'maildir folder ready');
-      return { index, curDir: path.join(folderDir, 'cur'), tmpDir: path.join(folderDir, 'tmp') };
+      return { index, folderDir, curDir: path.join(folderDir, 'cur'), tmpDir: path.join(folderDir, 'tmp') };
     } catch (err) {
       throw ioError(err, `preparing ${folderDir}`);
     }
   }
 
+  /**
+   * The file name of an item the index says is in the folder: the name this writer gives it, unless a mail client
+   * changed its flags (the `:2,` info part) or it is still in `new/`, which takes a scan of the folder.
+   */
+  async function findItem(state: FolderState, key: string, fileName: string): Promise<string | undefined> {
+    try {
+      await stat(path.join(state.curDir, fileName));
+      return fileName;
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOENT') throw ioError(err, `looking for ${fileName}`);
+    }
+    for (const sub of ['cur', 'new']) {
+      for await (const entry of await opendir(path.join(state.folderDir, sub))) {
+        if (KEY_IN_NAME.exec(entry.name)?.[1] === key) return entry.name;
+      }
+    }
+    return undefined;
+  }
+
   async function write(mailbox: string, item: DeliveryItem, signal?: AbortSignal): Promise<DeliveryReceipt> {
     const state = await openFolder(mailbox);
-    const existing = state.index.get(item.key);
-    if (existing !== undefined) return { ref: existing, duplicate: true };
-    throwIfAborted(signal, item.key);
-
     const seconds = Math.floor(item.date.getTime() / 1000);
     // maildir(5) unique name: <time>.<delivery id>.<host>; the key in the Q part makes it deterministic.
     const base = `${seconds}.M0P0Q${item.key}.${HOST_PART},S=${itemSize(item)}`;
     const fileName = `${base}:2,${infoFlags}`;
+    if (state.index.has(item.key)) {
+      const existing = await findItem(state, item.key, fileName);
+      if (existing !== undefined) return { ref: existing, duplicate: true };
+    }
+    throwIfAborted(signal, item.key);
     const tmpPath = path.join(
       state.tmpDir,
       `${seconds}.M${randomBytes(6).toString('hex')}P${process.pid}Q${item.key}.${HOST_PART}`,
@@ -177,7 +211,7 @@ export function createMaildirWriter(config: MaildirWriterConfig, deps: MaildirWr
       if (created) await unlink(tmpPath).catch(() => undefined);
       throw ioError(err, `writing ${curPath}`);
     }
-    state.index.set(item.key, fileName);
+    state.index.set(item.key);
     dirty.add(state.curDir);
     return { ref: fileName, duplicate: false };
   }
