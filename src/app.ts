@@ -140,6 +140,14 @@ function cycleDeps(config: Config, connector: ConnectorConfig, source: Source, d
     maxAttempts: connector.delivery.maxAttempts,
     concurrency: connector.delivery.concurrency,
     streamConcurrency: connector.source.streamConcurrency,
+    ...(connector.convert.format === 'daily-transcript'
+      ? {
+          transcript: {
+            timeZone: connector.convert.timeZone,
+            settleMs: connector.convert.transcriptSettleMinutes * 60_000,
+          },
+        }
+      : {}),
     ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
   };
 }

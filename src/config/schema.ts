@@ -117,6 +117,15 @@ export const mappingSchema = z.strictObject({
   catchAll: address.optional(),
 });
 
+function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export const connectorSchema = z.strictObject({
   id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be lower-case letters, digits and dashes'),
   name: z.string().min(1).optional(),
@@ -133,8 +142,26 @@ export const connectorSchema = z.strictObject({
       subjectTemplate: z.string().min(1).max(200).optional(),
       /** Room events from a feed (created, renamed, joined, left…) become items of their own. */
       roomEvents: z.boolean().default(true),
+      /**
+       * `message`: one email per message. `daily-transcript`: one email per conversation per day, built once the day
+       * is over; an item arriving later makes a revision of it (convert/transcript.ts).
+       */
+      format: z.enum(['message', 'daily-transcript']).default('message'),
+      /** IANA time zone whose calendar days the transcripts follow. */
+      timeZone: z.string().default('UTC').refine(isTimeZone, 'must be an IANA time zone such as Europe/London'),
+      /**
+       * How long after a day ends its transcript waits, so that messages still on their way at midnight (clock
+       * skew, a slow feed) go into it rather than into a revision.
+       */
+      transcriptSettleMinutes: z.number().int().min(0).max(10_080).default(60),
     })
-    .default({ syntheticDomain: 'symphony.invalid', roomEvents: true }),
+    .default({
+      syntheticDomain: 'symphony.invalid',
+      roomEvents: true,
+      format: 'message',
+      timeZone: 'UTC',
+      transcriptSettleMinutes: 60,
+    }),
   delivery: z
     .strictObject({
       /** Attempts per copy before it stays failed for an operator to look at. */

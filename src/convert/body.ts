@@ -7,14 +7,16 @@
 import type { Person } from '../core/types.ts';
 import type { V4Message, V4User } from '../source/symphony/api-types.ts';
 import type { ElementsAction } from './converter.ts';
-import { cashtagText, parseEntities, type EntityInfo } from './entities.ts';
+import { actionText, cashtagText, parseEntities, type EntityInfo } from './entities.ts';
 import { cleanHeaderText, isSimpleAddress, personName } from './headers.ts';
 import {
   escapeHtml,
   renderPresentation,
+  safeHref,
   sanitize,
   textContent,
   type InlineImage,
+  type RenderContext,
   type RenderedContent,
 } from './presentation.ts';
 import { TextOut, layoutTable } from './text.ts';
@@ -38,6 +40,8 @@ export interface BodyInput {
   attachments: readonly { name: string; size: number; missing?: boolean }[];
   /** File names already used, so `data:` images get distinct names. */
   takenNames: Set<string>;
+  /** Content-IDs for `data:` images, so the HTML shows them inline (presentation.ts `RenderContext`). */
+  contentIdFor?: (filename: string) => string;
   /** For a suppression notice: the sentence that says what was removed, by whom and when. */
   notice?: string;
   elementsAction?: ElementsAction;
@@ -49,6 +53,10 @@ export interface Bodies {
   images: InlineImage[];
   warnings: string[];
 }
+
+/** The document around every HTML body; a transcript (transcript.ts) nests item bodies in its own. */
+export const HTML_OPEN = '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head><body>\n';
+export const HTML_CLOSE = '\n</body></html>\n';
 
 export function isoTime(ts: unknown): string | undefined {
   return typeof ts === 'number' && Number.isFinite(ts) && Math.abs(ts) <= 8.64e15
@@ -62,8 +70,7 @@ const MAX_LISTED_ENTITIES = 100;
 function render(
   markup: unknown,
   data: unknown,
-  people: ReadonlyMap<string, Person>,
-  takenNames: Set<string>,
+  ctx: Omit<RenderContext, 'entities'>,
 ): RenderedContent & { entities: ReadonlyMap<string, EntityInfo> } {
   const entities = parseEntities(data);
   if (typeof markup !== 'string' || markup === '') {
@@ -76,7 +83,7 @@ function render(
       entities: entities.byId,
     };
   }
-  const rendered = renderPresentation(markup, { entities: entities.byId, people, takenNames });
+  const rendered = renderPresentation(markup, { ...ctx, entities: entities.byId });
   return { ...rendered, warnings: [...entities.warnings, ...rendered.warnings], entities: entities.byId };
 }
 
@@ -116,8 +123,20 @@ function unreferencedEntities(
       case 'emoji':
         out.push(info.unicode ?? `:${info.shortcode ?? ''}:`);
         break;
-      case 'media':
-        out.push(`${info.media}${info.title ? ` "${info.title}"` : ''}${info.url ? ` ${info.url}` : ''}`);
+      case 'media': {
+        const href = safeHref(info.url);
+        out.push(
+          `${info.format ?? ''} ${info.media}${info.videoId ? ` ${info.videoId}` : ''}${href ? ` ${href}` : ''}`.trim(),
+        );
+        break;
+      }
+      case 'article': {
+        const href = safeHref(info.href);
+        out.push(`article${info.title ? ` "${info.title}"` : ''}${href ? ` ${href}` : ''}`);
+        break;
+      }
+      case 'action':
+        out.push(actionText(info));
         break;
       case 'datetime':
         out.push(info.value);
@@ -129,16 +148,25 @@ function unreferencedEntities(
   return out;
 }
 
-/** A value of `formValues` as text: person selectors send user ids, shown with the person's name. */
-function formValueText(value: unknown, people: ReadonlyMap<string, Person>): string {
+/**
+ * A value of `formValues` as text. Person selectors send user ids, shown with the person's name; a room selector
+ * sends `{userIds: [...], streamIds: [...]}` (DevDocs room-selector.md), shown as `userIds: …; streamIds: …`.
+ */
+function formValueText(value: unknown, people: ReadonlyMap<string, Person>, depth = 0): string {
   if (value === null || value === undefined) return '';
-  if (Array.isArray(value)) return value.map((v) => formValueText(v, people)).join(', ');
-  if (typeof value === 'number' || typeof value === 'bigint') {
+  if (typeof value === 'number' || typeof value === 'bigint' || (typeof value === 'string' && depth > 0)) {
     const p = people.get(String(value));
     return p ? `${personName(p)} (${String(value)})` : String(value);
   }
   if (typeof value === 'string') return value;
   if (typeof value === 'boolean') return value ? 'true' : 'false';
+  // Deeper structures are no form value Symphony sends: shown as JSON, which cannot overflow the stack here.
+  if (depth < 3 && Array.isArray(value)) return value.map((v) => formValueText(v, people, depth + 1)).join(', ');
+  if (depth < 3 && typeof value === 'object') {
+    return Object.entries(value)
+      .map(([k, v]) => `${k}: ${formValueText(v, people, depth + 1)}`)
+      .join('; ');
+  }
   try {
     return JSON.stringify(value) ?? '';
   } catch {
@@ -211,10 +239,20 @@ export function buildBodies(input: BodyInput): Bodies {
   const { message } = input;
   const warnings: string[] = [];
   const images: InlineImage[] = [];
-  const textParts: string[] = [input.fields.map((f) => `${f.label}: ${f.value}`).join('\n') + '\n' + '-'.repeat(10)];
-  const htmlParts: string[] = [
-    `<p>${input.fields.map((f) => `<b>${escapeHtml(f.label)}:</b> ${escapeHtml(f.value)}`).join('<br>')}</p><hr>`,
-  ];
+  const ctx: Omit<RenderContext, 'entities'> = {
+    people: input.people,
+    takenNames: input.takenNames,
+    ...(input.contentIdFor ? { contentIdFor: input.contentIdFor } : {}),
+  };
+  const textParts: string[] = [];
+  const htmlParts: string[] = [];
+  // A transcript entry (transcript.ts) comes without a header block.
+  if (input.fields.length > 0) {
+    textParts.push(input.fields.map((f) => `${f.label}: ${f.value}`).join('\n') + '\n' + '-'.repeat(10));
+    htmlParts.push(
+      `<p>${input.fields.map((f) => `<b>${escapeHtml(f.label)}:</b> ${escapeHtml(f.value)}`).join('<br>')}</p><hr>`,
+    );
+  }
 
   if (input.kind === 'suppression') {
     textParts.push(input.notice ?? 'A message was removed.');
@@ -229,7 +267,7 @@ export function buildBodies(input: BodyInput): Bodies {
     } else if (typeof message.message !== 'string') {
       warnings.push('message content ("message") is not a string; archived with an empty body');
     }
-    const main = render(message.message, message.data, input.people, input.takenNames);
+    const main = render(message.message, message.data, ctx);
     warnings.push(...main.warnings);
     images.push(...main.images);
     if (main.text) textParts.push(main.text);
@@ -246,7 +284,7 @@ export function buildBodies(input: BodyInput): Bodies {
 
   const shared = message.sharedMessage;
   if (shared && typeof shared === 'object') {
-    const sharedRendered = render(shared.message, shared.data, input.people, input.takenNames);
+    const sharedRendered = render(shared.message, shared.data, ctx);
     warnings.push(...sharedRendered.warnings.map((w) => `shared message: ${w}`));
     images.push(...sharedRendered.images);
     const when = isoTime(shared.timestamp);
@@ -260,11 +298,15 @@ export function buildBodies(input: BodyInput): Bodies {
     htmlParts.push(`<p><b>${escapeHtml(intro)}</b></p><blockquote>${sharedRendered.html}</blockquote>`);
   }
 
-  const listed = [...input.attachments, ...images.map((i) => ({ name: i.filename, size: i.content.length }))];
+  const listed = [
+    ...input.attachments,
+    ...images.map((i) => ({ name: i.filename, size: i.content.length, inline: i.contentId !== undefined })),
+  ];
   if (listed.length > 0) {
     const items = listed.map(
       (a) =>
-        `${a.name} (${a.size} bytes${'missing' in a && a.missing ? ', not included: the content was not provided' : ''})`,
+        `${a.name} (${a.size} bytes${'missing' in a && a.missing ? ', not included: the content was not provided' : ''}` +
+        `${'inline' in a && a.inline ? ', shown inline' : ''})`,
     );
     textParts.push(`Attachments:\n${items.map((i) => `- ${i}`).join('\n')}`);
     htmlParts.push(`<hr><p><b>Attachments:</b></p><ul>${items.map((i) => `<li>${escapeHtml(i)}</li>`).join('')}</ul>`);
@@ -277,9 +319,6 @@ export function buildBodies(input: BodyInput): Bodies {
 
   // LF here; the MIME writer turns every line end into CRLF (RFC 5322 §2.3).
   const text = textParts.join('\n\n') + '\n';
-  const html =
-    '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head><body>\n' +
-    sanitize(htmlParts.join('\n')) +
-    '\n</body></html>\n';
+  const html = HTML_OPEN + sanitize(htmlParts.join('\n')) + HTML_CLOSE;
   return { text, html, images, warnings };
 }

@@ -34,6 +34,8 @@ export interface SuppressionNotice {
   suppressedBy?: Person;
   /** When, in ms since the epoch; defaults to `message.timestamp`. */
   suppressedAt?: number;
+  /** The V4Event as received; kept verbatim in the source attachment (reliability.md §3 row 3). */
+  v4Event?: unknown;
 }
 
 /**
@@ -47,6 +49,8 @@ export interface ElementsAction {
   formValues: Record<string, unknown>;
   /** The form's own message, when at hand: field labels come from it. */
   formMessage?: V4Message;
+  /** The V4Event as received; kept verbatim in the source attachment (reliability.md §3 row 3). */
+  v4Event?: unknown;
 }
 
 /**

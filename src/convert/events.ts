@@ -27,10 +27,25 @@ export const ITEM_EVENT_TYPES = ['MESSAGESUPPRESSED', 'SYMPHONYELEMENTSACTION', 
 export type ItemEventType = (typeof ITEM_EVENT_TYPES)[number];
 
 /**
+ * The V4Event types (symphony-api.md §3) that make no item of their own here, each with the reason; every other
+ * type is in {@link ITEM_EVENT_TYPES}. The two message events do become items, through the message they carry.
+ */
+export const NON_ITEM_EVENT_TYPES = {
+  MESSAGESENT: 'carries a V4Message (payload.messageSent.message), which the caller converts as a message',
+  SHAREDPOST:
+    'carries the wall post and the shared original (payload.sharedPost), which the caller converts as one message',
+  USERREQUESTEDTOJOINROOM:
+    'a request, not a change to the room: no content, and the join it asks for arrives as USERJOINEDROOM',
+  CONNECTIONREQUESTED: 'a contact request between two users: no conversation (no stream) and no content',
+  CONNECTIONACCEPTED: 'a contact request accepted: no conversation (no stream) and no content',
+  GENERICSYSTEMEVENT:
+    'free-form parameters of an external system with no documented meaning; the source does not subscribe to it',
+} as const;
+
+/**
  * Why an event made no item:
  * - `invalid`: not a V4Event, or without a field its item needs;
- * - `unsupported`: a type that is no item of its own (MESSAGESENT and SHAREDPOST carry a message the caller
- *   converts as such; connection requests and GENERICSYSTEMEVENT are not conversation content);
+ * - `unsupported`: a type that is no item of its own ({@link NON_ITEM_EVENT_TYPES}), or one not known;
  * - `disabled`: a room event while `ConvertOptions.roomEvents` is false.
  */
 export type EventSkipReason = 'invalid' | 'unsupported' | 'disabled';
@@ -109,10 +124,14 @@ export function personOf(user: unknown): Person | undefined {
   return p;
 }
 
-/** int64 ms; a JSON encoder that keeps int64 exact sends it as a decimal string. */
+/**
+ * int64 ms; a JSON encoder that keeps int64 exact sends it as a decimal string. Only times a Date can hold
+ * (ECMAScript: ±8.64e15 ms) are usable: the converter dates every item (index.ts), so an event beyond them is
+ * invalid here rather than an item that fails later.
+ */
 function timestampOf(v: unknown): number | undefined {
-  if (typeof v === 'number') return Number.isFinite(v) ? v : undefined;
-  return typeof v === 'string' && /^-?\d{1,16}$/.test(v.trim()) ? Number(v) : undefined;
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^-?\d{1,16}$/.test(v.trim()) ? Number(v) : NaN;
+  return Number.isFinite(n) && Math.abs(n) <= 8.64e15 ? n : undefined;
 }
 
 function propertiesOf(raw: unknown): RoomProperties | undefined {
@@ -207,7 +226,12 @@ export function readV4Event(event: unknown, options: Pick<ConvertOptions, 'roomE
   const shown = cleanHeaderText(type).slice(0, 64);
   const skip = (reason: EventSkipReason, detail: string): EventSkip => ({ skip: reason, type: shown, detail });
   if (!type) return skip('invalid', 'no type');
-  if (!isItemEvent(type)) return skip('unsupported', 'this event type is not archived as an item of its own');
+  if (!isItemEvent(type)) {
+    const why = Object.hasOwn(NON_ITEM_EVENT_TYPES, type)
+      ? NON_ITEM_EVENT_TYPES[type as keyof typeof NON_ITEM_EVENT_TYPES]
+      : 'type not known';
+    return skip('unsupported', `not archived as an item of its own: ${why}`);
+  }
   if (isRoomEvent(type) && options.roomEvents === false) return skip('disabled', 'room events are turned off');
 
   const timestamp = timestampOf(event['timestamp']);
@@ -231,7 +255,11 @@ export function readV4Event(event: unknown, options: Pick<ConvertOptions, 'roomE
     const removed = canonicalId(p['messageId']);
     const message: V4Message = { messageId: eventMessageId(event, `${removed}.suppressed`), timestamp, user, stream };
     return {
-      input: { message, sender, suppression: { messageId: removed, suppressedBy: sender, suppressedAt: timestamp } },
+      input: {
+        message,
+        sender,
+        suppression: { messageId: removed, suppressedBy: sender, suppressedAt: timestamp, v4Event: event },
+      },
     };
   }
 
@@ -245,7 +273,7 @@ export function readV4Event(event: unknown, options: Pick<ConvertOptions, 'roomE
     stream,
   };
   const formId = typeof p['formId'] === 'string' ? p['formId'] : '';
-  return { input: { message, sender, elementsAction: { formMessageId, formId, formValues } } };
+  return { input: { message, sender, elementsAction: { formMessageId, formId, formValues, v4Event: event } } };
 }
 
 /** {@link readV4Event} for callers that need no reason: the parts, or undefined. */

@@ -42,7 +42,7 @@ export { ROOM_EVENT_TYPES } from './converter.ts';
 export { DEFAULT_SUBJECT_TEMPLATE } from './headers.ts';
 export { participantsFromMembers } from './members.ts';
 export type { EventInput, EventReadResult, EventSkip, EventSkipReason, ItemEventType } from './events.ts';
-export { ITEM_EVENT_TYPES, fromV4Event, isRoomEvent, readV4Event } from './events.ts';
+export { ITEM_EVENT_TYPES, NON_ITEM_EVENT_TYPES, fromV4Event, isRoomEvent, readV4Event } from './events.ts';
 
 /** Name of the attachment that carries the source verbatim, so nothing of it is lost (reliability.md §3 row 3). */
 export const SOURCE_ATTACHMENT_NAME = 'symphony-message.json';
@@ -61,7 +61,7 @@ const MAX_DATE = Date.UTC(9999, 11, 31, 23, 59, 59);
  * (config/schema.ts `DOMAIN_NAME`); this only keeps anything that could break the header out (space, `<`,
  * `>`, `@`, CR, LF), and admits the `symphony.<pod host>` default for a literal pod address.
  */
-const DOMAIN = /^[a-z0-9][a-z0-9.\-[\]:]{0,252}$/;
+export const DOMAIN = /^[a-z0-9][a-z0-9.\-[\]:]{0,252}$/;
 
 /**
  * A Message-ID must fit one header line (RFC 5322 §2.1.1: 998 octets). Real ids make 50-character tokens;
@@ -106,7 +106,7 @@ function conversationOf(input: ConvertInput, message: V4Message): Conversation {
 }
 
 /** JSON of the source with BigInt-safe ids; a value JSON cannot hold at all makes the input unconvertible. */
-function sourceJson(value: unknown): Buffer {
+export function sourceJson(value: unknown): Buffer {
   let json: string | undefined;
   try {
     json = JSON.stringify(value, null, 2);
@@ -117,7 +117,7 @@ function sourceJson(value: unknown): Buffer {
   return Buffer.from((json ?? 'null') + '\n', 'utf8');
 }
 
-function convert(input: ConvertInput): PreparedItem {
+function convert(input: ConvertInput, entry?: EntryContext): PreparedItem {
   if (!input || typeof input !== 'object') fail('input is not an object');
   const { message, options } = input;
   if (!message || typeof message !== 'object') fail('message is not an object');
@@ -175,8 +175,9 @@ function convert(input: ConvertInput): PreparedItem {
   const from = addressWarning(sender, addressOf(sender, syntheticDomain));
   const participants = uniqueSortedPeople(Array.isArray(input.participants) ? input.participants : []);
   const others = participants.filter((p) => p.userId !== sender.userId);
-  // A wall post or a conversation whose only member is the author is still filed: To = the author.
-  let to = others.length > 0 ? others.map((p) => addressWarning(p, addressOf(p, syntheticDomain))) : [from];
+  // A wall post or a conversation whose only member is the author is still filed: To = the author. A transcript
+  // entry has no recipients of its own.
+  let to = others.length > 0 && !entry ? others.map((p) => addressWarning(p, addressOf(p, syntheticDomain))) : [from];
   const fields: BodyField[] = [];
   if (to.length > MAX_TO) {
     warnings.push(`${to.length} recipients; the first ${MAX_TO} are in To, all are listed in the body`);
@@ -205,11 +206,13 @@ function convert(input: ConvertInput): PreparedItem {
     ['X-Symphony-Item-Type', kind],
     ['X-Symphony-Timestamp', String(ts)],
   ];
-  fields.unshift(
-    { label: 'From', value: `${from.name} <${from.address}>` },
-    { label: kind === 'message' || kind === 'edit' ? 'Sent' : 'Time', value: isoTime(ts) ?? String(ts) },
-    { label: 'Conversation', value: `${conversationName} (${streamType || 'unknown type'})` },
-  );
+  if (!entry) {
+    fields.unshift(
+      { label: 'From', value: `${from.name} <${from.address}>` },
+      { label: kind === 'message' || kind === 'edit' ? 'Sent' : 'Time', value: isoTime(ts) ?? String(ts) },
+      { label: 'Conversation', value: `${conversationName} (${streamType || 'unknown type'})` },
+    );
+  }
 
   // Threading (RFC 5322 §3.6.4): References oldest first, In-Reply-To the direct parent.
   const references: string[] = [];
@@ -249,8 +252,9 @@ function convert(input: ConvertInput): PreparedItem {
   }
   let notice: string | undefined;
   if (suppression) {
-    const by =
-      suppression.suppressedBy && nonEmptyString(suppression.suppressedBy.userId) ? suppression.suppressedBy : sender;
+    // The event's initiator is often a bare user id (symphony-api.md §3 sample); the caller resolved the sender.
+    const given = suppression.suppressedBy;
+    const by = given && nonEmptyString(given.userId) && given.userId !== sender.userId ? given : sender;
     const byAddress = addressOf(by, syntheticDomain);
     const at = isoTime(suppression.suppressedAt) ?? isoTime(ts) ?? String(ts);
     const removed = headerId(suppression.messageId);
@@ -264,7 +268,7 @@ function convert(input: ConvertInput): PreparedItem {
     inReplyTo = removedId ?? inReplyTo;
     notice =
       `Message ${removed} was removed (suppressed) in Symphony by ${byAddress.name} <${byAddress.address}> at ${at}. ` +
-      `Its archived copy${removedId ? `, Message-ID <${removedId}>,` : ''} is kept unchanged.`;
+      `Its archived copy${removedId && !entry ? `, Message-ID <${removedId}>,` : ''} is kept unchanged.`;
   }
   if (action) {
     headers.push(['X-Symphony-Form-Message-Id', headerId(action.formMessageId)]);
@@ -285,7 +289,8 @@ function convert(input: ConvertInput): PreparedItem {
   const provided = Array.isArray(input.attachments) ? input.attachments : [];
   const attachments: MimeAttachment[] = [];
   const providedIds = new Set<string>();
-  const takenNames = new Set<string>([SOURCE_ATTACHMENT_NAME]);
+  const takenNames = entry?.takenNames ?? new Set<string>([SOURCE_ATTACHMENT_NAME]);
+  const sourceName = entry?.sourceName ?? SOURCE_ATTACHMENT_NAME;
   provided.forEach((a, i) => {
     if (!a || typeof a !== 'object') return;
     const content = Buffer.isBuffer(a.content)
@@ -297,9 +302,10 @@ function convert(input: ConvertInput): PreparedItem {
       warnings.push(`attachment ${i + 1} has no content; left out`);
       return;
     }
-    let filename = safeFilename(a.name, `attachment-${i + 1}`);
+    const name = safeFilename(a.name, `attachment-${i + 1}`);
+    let filename = name;
     // Two files of one name stay two files (and never replace the source JSON).
-    if (takenNames.has(filename)) filename = safeFilename(`${i + 1}-${filename}`, `attachment-${i + 1}`);
+    for (let n = i + 1; takenNames.has(filename); n++) filename = safeFilename(`${n}-${name}`, name);
     takenNames.add(filename);
     const att: MimeAttachment = { filename, content };
     if (nonEmptyString(a.id)) {
@@ -316,19 +322,23 @@ function convert(input: ConvertInput): PreparedItem {
   for (const [i, info] of declared.entries()) {
     if (!info || typeof info !== 'object' || providedIds.has(info.id)) continue;
     const name = safeFilename(info.name, `attachment-${i + 1}`);
-    warnings.push(`attachment "${name}" was not provided; listed in the body and ${SOURCE_ATTACHMENT_NAME} only`);
+    warnings.push(`attachment "${name}" was not provided; listed in the body and ${sourceName} only`);
     listed.push({ name, size: typeof info.size === 'number' ? info.size : 0, missing: true });
   }
 
+  // A transcript shows an entry's fields its own way (transcript.ts), above the content.
+  const shown = entry ? [] : fields;
   const bodies = roomView
-    ? roomEventBodies(fields, roomView)
+    ? roomEventBodies(shown, roomView)
     : buildBodies({
         kind: messageKind,
         message,
-        fields,
+        fields: shown,
         people,
         attachments: listed,
         takenNames,
+        // RFC 2045 §7: a Content-ID is world-unique; the Message-ID already is, so each image extends it.
+        contentIdFor: (filename) => `${filename}.${messageId}`,
         ...(notice ? { notice } : {}),
         ...(action ? { elementsAction: action } : {}),
       });
@@ -338,8 +348,14 @@ function convert(input: ConvertInput): PreparedItem {
       `Symphony reported a diagnostic for this message: ${cleanHeaderText(message.diagnostic).slice(0, 200)}`,
     );
   }
-  for (const img of bodies.images)
-    attachments.push({ filename: img.filename, content: img.content, contentType: img.contentType });
+  for (const img of bodies.images) {
+    attachments.push({
+      filename: img.filename,
+      content: img.content,
+      contentType: img.contentType,
+      ...(img.contentId === undefined ? {} : { contentId: img.contentId }),
+    });
+  }
 
   const { formMessage: _form, ...actionRecord } = action ?? {};
   const source = roomEvent
@@ -349,12 +365,14 @@ function convert(input: ConvertInput): PreparedItem {
       : action
         ? { event: 'SYMPHONYELEMENTSACTION', elementsAction: actionRecord, message }
         : message;
-  attachments.push({
-    filename: SOURCE_ATTACHMENT_NAME,
-    content: sourceJson(source),
-    contentType: 'application/json',
-    params: { charset: 'utf-8' },
-  });
+  if (!entry) {
+    attachments.push({
+      filename: SOURCE_ATTACHMENT_NAME,
+      content: sourceJson(source),
+      contentType: 'application/json',
+      params: { charset: 'utf-8' },
+    });
+  }
 
   const mime: MimeInput = {
     messageId,
@@ -368,15 +386,38 @@ function convert(input: ConvertInput): PreparedItem {
     html: bodies.html,
     attachments,
   };
-  return { mime, messageId, date, warnings };
+  return { mime, messageId, date, warnings, kind, fields, source };
 }
 
 /** An item ready to be serialised. */
-interface PreparedItem {
+export interface PreparedItem {
   mime: MimeInput;
   messageId: string;
   date: Date;
   warnings: string[];
+  kind: ItemKind | 'room-event';
+  /** The body's header block; for a transcript entry only the lines beyond From, Sent/Time and Conversation. */
+  fields: BodyField[];
+  /** What the source attachment carries, verbatim. */
+  source: unknown;
+}
+
+/**
+ * How an item is prepared as one entry of a daily transcript (transcript.ts) instead of an email of its own:
+ * no recipients, no From / Sent / Conversation lines and no header block in the bodies (the transcript shows
+ * them once, its own way), no source attachment (the transcript carries every source in one), and attachment
+ * names unique across the whole transcript.
+ */
+export interface EntryContext {
+  /** Attachment names already used in the transcript; the entry's are added to it. */
+  takenNames: Set<string>;
+  /** The transcript's source attachment, named where the entry refers to it. */
+  sourceName: string;
+}
+
+/** One transcript entry, as {@link EntryContext} describes; input that cannot be keyed or dated throws as here. */
+export function prepareEntry(input: ConvertInput, context: EntryContext): PreparedItem {
+  return convert(input, context);
 }
 
 /** An attachment given as a file (core/types.ts `AttachmentContent`), checked as far as its shape goes. */

@@ -11,15 +11,15 @@ import {
   CRLF,
   attachmentHeaders,
   base64Lines,
-  boundaries,
   composeMime,
+  isMultipart,
   messageHeaders,
-  multipart,
-  multipartHeader,
+  mimeTree,
   saltedBase,
   textPart,
   type MimeFile,
   type MimeInput,
+  type Multipart,
   type Part,
 } from './mime.ts';
 
@@ -129,7 +129,7 @@ export async function composeMimeStream(input: MimeInput): Promise<MimeStream> {
       },
     };
   }
-  const bodies = [textPart(input.text, 'plain'), textPart(input.html, 'html')];
+  const bodies = [textPart(input.text, 'plain'), textPart(input.html, 'html')] as const;
   const attachments: Part<string | MimeFile>[] = input.attachments.map((a) => ({
     headers: attachmentHeaders(a),
     body: Buffer.isBuffer(a.content) ? base64Lines(a.content) : a.content,
@@ -153,19 +153,25 @@ export async function composeMimeStream(input: MimeInput): Promise<MimeStream> {
   let base = saltedBase(h, 0);
   for (let salt = 1; texts.some((t) => t.includes(base)) || (await inFiles(base)); salt++) base = saltedBase(h, salt);
 
-  const { mixed, alternative } = boundaries(base);
+  // The tree written out as mime.ts `composeMime` writes it, with each file left as a segment of its own.
+  const root = mimeTree<MimeFile>(bodies, input.attachments, attachments, base);
   const segments: (Buffer | MimeFile)[] = [];
-  let text = `${messageHeaders(input, [multipartHeader('mixed', mixed)]).join(CRLF)}${CRLF}${CRLF}`;
-  for (const part of [multipart('alternative', alternative, bodies), ...attachments]) {
-    text += `--${mixed}${CRLF}${part.headers.join(CRLF)}${CRLF}${CRLF}`;
-    if (typeof part.body === 'string') text += part.body;
-    else {
-      segments.push(Buffer.from(text, 'utf8'), part.body);
-      text = '';
+  let text = `${messageHeaders(input, root.headers).join(CRLF)}${CRLF}${CRLF}`;
+  const write = (node: Multipart<MimeFile>): void => {
+    for (const part of node.parts) {
+      text += `--${node.boundary}${CRLF}${part.headers.join(CRLF)}${CRLF}${CRLF}`;
+      if (isMultipart(part)) write(part);
+      else if (typeof part.body === 'string') text += part.body;
+      else {
+        segments.push(Buffer.from(text, 'utf8'), part.body);
+        text = '';
+      }
+      text += CRLF;
     }
-    text += CRLF;
-  }
-  segments.push(Buffer.from(`${text}--${mixed}--${CRLF}`, 'utf8'));
+    text += `--${node.boundary}--`;
+  };
+  write(root);
+  segments.push(Buffer.from(`${text}${CRLF}`, 'utf8'));
   return {
     size: segments.reduce((n, s) => n + (Buffer.isBuffer(s) ? s.length : base64Length(s.size)), 0),
     raw: undefined,

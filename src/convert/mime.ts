@@ -4,7 +4,9 @@
  * here, synchronously, because MailComposer's stream pipeline costs about 0.8 ms a message, more than the
  * whole 2,000 msg/s budget allows. The output is byte-deterministic: nothing comes from the clock or the RNG.
  *
- * Structure: multipart/mixed [ multipart/alternative [ text/plain, text/html ], attachments… ].
+ * Structure: multipart/mixed [ multipart/alternative [ text/plain, text/html ], attachments… ]. When the HTML
+ * shows images of its own (`cid:` URLs, RFC 2392), the HTML and those images form a multipart/related in its
+ * place (RFC 2387): multipart/alternative [ text/plain, multipart/related [ text/html, images… ] ].
  */
 import { createHash, type Hash } from 'node:crypto';
 import {
@@ -35,6 +37,11 @@ export interface MimeAttachment {
   params?: Record<string, string>;
   /** Symphony file id, kept in an `X-Symphony-Attachment-Id` part header. */
   symphonyId?: string;
+  /**
+   * Set for an image the HTML body shows through `cid:{contentId}` (RFC 2392): it becomes an inline part of
+   * the HTML's multipart/related (RFC 2387) instead of an attachment. Without angle brackets.
+   */
+  contentId?: string;
 }
 
 export interface MimeInput {
@@ -183,7 +190,7 @@ export function textPart(content: string, subtype: 'plain' | 'html'): Part {
   return { headers, body: base64Lines(Buffer.from(text, 'utf8')) };
 }
 
-/** The part headers of an attachment; its body is always base64. */
+/** The part headers of an attachment or inline image; its body is always base64. */
 export function attachmentHeaders(a: MimeAttachment): string[] {
   const type = (a.contentType ?? contentTypeFor(a.filename)).replace(/[^\w.+/-]/g, '') || 'application/octet-stream';
   // `name=` as an RFC 2047 word for clients that ignore Content-Disposition (as nodemailer does); the
@@ -195,8 +202,15 @@ export function attachmentHeaders(a: MimeAttachment): string[] {
   const headers = [
     field('Content-Type', `${buildHeaderValue({ value: type, params: { ...a.params } })}; name=${name}`),
     'Content-Transfer-Encoding: base64',
-    field('Content-Disposition', buildHeaderValue({ value: 'attachment', params: { filename: a.filename } })),
+    field(
+      'Content-Disposition',
+      buildHeaderValue({
+        value: a.contentId === undefined ? 'attachment' : 'inline',
+        params: { filename: a.filename },
+      }),
+    ),
   ];
+  if (a.contentId !== undefined) headers.push(field('Content-ID', `<${a.contentId}>`));
   if (a.symphonyId) headers.push(field('X-Symphony-Attachment-Id', encodeUnstructured(a.symphonyId)));
   return headers;
 }
@@ -206,15 +220,67 @@ function inMemory(a: MimeAttachment): Buffer {
   return a.content;
 }
 
+/** `multipart/related` names the type of its root part, the HTML (RFC 2387 §3.1: `type` is required). */
 export function multipartHeader(subtype: string, boundary: string): string {
-  return field('Content-Type', `multipart/${subtype}; boundary="${boundary}"`);
+  const type = subtype === 'related' ? '; type="text/html"' : '';
+  return field('Content-Type', `multipart/${subtype}${type}; boundary="${boundary}"`);
 }
 
-export function multipart(subtype: string, boundary: string, parts: readonly Part[]): Part {
+/** A multipart entity: its own header fields, its boundary and its parts (leaves or multiparts again). */
+export interface Multipart<Body = string> {
+  headers: string[];
+  boundary: string;
+  parts: (Part<Body | string> | Multipart<Body>)[];
+}
+
+export function isMultipart<Body>(p: Part<Body | string> | Multipart<Body>): p is Multipart<Body> {
+  return 'parts' in p;
+}
+
+/**
+ * The message's MIME tree, given the encoded text bodies and the encoded attachments in the order of
+ * `attachments` (RFC 2046 §5.1.3 mixed, §5.1.4 alternative; RFC 2387 related). Inline images follow the HTML
+ * inside its multipart/related; the other attachments follow the alternative bodies.
+ */
+export function mimeTree<Body>(
+  bodies: readonly [Part, Part],
+  attachments: readonly MimeAttachment[],
+  encoded: readonly Part<Body | string>[],
+  base: string,
+): Multipart<Body> {
+  const b = boundaries(base);
+  const inline = encoded.filter((_, i) => attachments[i]!.contentId !== undefined);
+  const html: Part | Multipart<Body> =
+    inline.length === 0
+      ? bodies[1]
+      : { headers: [multipartHeader('related', b.related)], boundary: b.related, parts: [bodies[1], ...inline] };
+  const alternative: Multipart<Body> = {
+    headers: [multipartHeader('alternative', b.alternative)],
+    boundary: b.alternative,
+    parts: [bodies[0], html],
+  };
+  return {
+    headers: [multipartHeader('mixed', b.mixed)],
+    boundary: b.mixed,
+    parts: [alternative, ...encoded.filter((_, i) => attachments[i]!.contentId === undefined)],
+  };
+}
+
+/**
+ * The body of a multipart held in memory (RFC 2046 §5.1.1): each part after a delimiter line, then the close
+ * delimiter.
+ */
+function serialise(node: Multipart): string {
   const body: string[] = [];
-  for (const p of parts) body.push(`--${boundary}${CRLF}${p.headers.join(CRLF)}${CRLF}${CRLF}${p.body}${CRLF}`);
-  body.push(`--${boundary}--`);
-  return { headers: [multipartHeader(subtype, boundary)], body: body.join('') };
+  for (const p of node.parts) {
+    body.push(
+      `--${node.boundary}${CRLF}${p.headers.join(CRLF)}${CRLF}${CRLF}`,
+      isMultipart(p) ? serialise(p) : p.body,
+      CRLF,
+    );
+  }
+  body.push(`--${node.boundary}--`);
+  return body.join('');
 }
 
 /**
@@ -236,20 +302,21 @@ export function saltedBase(h: Hash, salt: number): string {
   return h.copy().update(String(salt)).digest('hex').slice(0, 32);
 }
 
-/** Boundaries of the `multipart/mixed` root and of the `multipart/alternative` bodies. */
-export function boundaries(base: string): { mixed: string; alternative: string } {
-  return { mixed: `--_sym-${base}-Part_1`, alternative: `--_sym-${base}-Part_2` };
+/** Boundaries of the multipart/mixed root, the multipart/alternative bodies and the HTML's multipart/related. */
+export function boundaries(base: string): { mixed: string; alternative: string; related: string } {
+  return { mixed: `--_sym-${base}-Part_1`, alternative: `--_sym-${base}-Part_2`, related: `--_sym-${base}-Part_3` };
 }
 
 /** Serialises the message in memory; every attachment must be a Buffer. */
 export function composeMime(input: MimeInput): Buffer {
-  const bodies = [textPart(input.text, 'plain'), textPart(input.html, 'html')];
+  const bodies = [textPart(input.text, 'plain'), textPart(input.html, 'html')] as const;
   const attachments = input.attachments.map((a) => ({ headers: attachmentHeaders(a), body: base64Lines(inMemory(a)) }));
   const base = boundaryBase(input, [...bodies, ...attachments]);
-  const { mixed, alternative: alt } = boundaries(base);
-  const alternative = multipart('alternative', alt, bodies);
-  const root = multipart('mixed', mixed, [alternative, ...attachments]);
-  return Buffer.from(`${messageHeaders(input, root.headers).join(CRLF)}${CRLF}${CRLF}${root.body}${CRLF}`, 'utf8');
+  const root = mimeTree(bodies, input.attachments, attachments, base);
+  return Buffer.from(
+    `${messageHeaders(input, root.headers).join(CRLF)}${CRLF}${CRLF}${serialise(root)}${CRLF}`,
+    'utf8',
+  );
 }
 
 /** The message's own header fields, the root part's Content-Type last. */

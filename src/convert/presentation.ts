@@ -2,14 +2,15 @@
  * PresentationML → sanitized HTML and text/plain (symphony-api.md §6). PresentationML is XHTML in theory but
  * not in practice (`&nbsp;`, unclosed tags), so it is parsed with htmlparser2's lenient HTML mode. One walk
  * over the DOM writes both bodies: the HTML from a fixed allow-list of tags whose only attributes are checked
- * `href`s and numeric spans (no `style`, `class`, `src` or event handler ever passes), the text through
- * {@link TextOut}. The assembled HTML then goes through sanitize-html as a second, independent guard
- * (reliability.md §3 row 3: the HTML part is viewed in OWA and eDiscovery tools).
+ * `href`s, numeric spans and the `cid:` source of an image carried in the message itself (no `style`, `class`,
+ * remote `src` or event handler ever passes), the text through {@link TextOut}. The assembled HTML then goes
+ * through sanitize-html as a second, independent guard (reliability.md §3 row 3: the HTML part is viewed in OWA
+ * and eDiscovery tools).
  */
 import { ElementType, parseDocument } from 'htmlparser2';
 import sanitizeHtml from 'sanitize-html';
 import type { Person } from '../core/types.ts';
-import { cashtagText, type EntityInfo } from './entities.ts';
+import { actionText, cashtagText, hashtagText, type ArticleInfo, type EntityInfo } from './entities.ts';
 import { isSimpleAddress, personName } from './headers.ts';
 import { TextOut, layoutTable, type TextCell, type TextRow } from './text.ts';
 
@@ -23,13 +24,21 @@ export interface RenderContext {
   people: ReadonlyMap<string, Person>;
   /** Names already taken by attachments, so images from `data:` URIs get unique names. */
   takenNames?: Set<string>;
+  /**
+   * The Content-ID (RFC 2392) an image from a `data:` URI gets, from its file name. Given, the HTML shows the
+   * image as `<img src="cid:…">`, for a multipart/related part of that id (RFC 2387); absent, the image is only
+   * named in the text and the caller attaches it.
+   */
+  contentIdFor?: (filename: string) => string;
 }
 
-/** An image carried inline as a `data:` URI, turned into an attachment so the HTML never loads anything. */
+/** An image carried inline as a `data:` URI, turned into a part of its own so the HTML never loads anything. */
 export interface InlineImage {
   filename: string;
   contentType: string;
   content: Buffer;
+  /** Set when the HTML refers to it as `cid:{contentId}` (see {@link RenderContext.contentIdFor}). */
+  contentId?: string;
 }
 
 export interface RenderedContent {
@@ -68,6 +77,20 @@ const BLOCK_TAGS = new Set([
 ]); // prettier-ignore
 
 const HEADINGS = new Set(['h1', 'h2', 'h3', 'h4', 'h5', 'h6']);
+
+/** Elements that make a block of their own, so they cannot sit inside a paragraph. */
+const BLOCK_CONTENT = new Set([...BLOCK_TAGS, ...HEADINGS, 'p', 'ul', 'ol', 'table', 'pre', 'blockquote', 'hr']);
+
+function hasBlockContent(node: DomElement): boolean {
+  const stack: DomNode[] = [...node.children];
+  while (stack.length > 0) {
+    const n = stack.pop()!;
+    if (!isElement(n)) continue;
+    if (BLOCK_CONTENT.has(n.name)) return true;
+    for (const c of n.children) stack.push(c);
+  }
+  return false;
+}
 
 /** Symphony Elements placeholders rendered as `<div class="…" data-name="…">` (messageml-utils). */
 const SELECTOR_CLASSES: Record<string, string> = {
@@ -167,6 +190,8 @@ interface FormState {
   fields: FormField[];
   labels: Map<string, string>;
   hints: Map<string, string>;
+  /** How many tables enclosed the form: a field inside more is in a table of the form's own. */
+  tables: number;
 }
 
 interface State {
@@ -179,6 +204,8 @@ interface State {
   pre: boolean;
   /** How many lists enclose the node being rendered. */
   lists: number;
+  /** How many tables enclose the node being rendered. */
+  tables: number;
 }
 
 function mentionText(visible: string, userId: string, st: State): string {
@@ -189,32 +216,123 @@ function mentionText(visible: string, userId: string, st: State): string {
   return `${main} (Symphony user ${userId})`;
 }
 
-/** The visible form of an entity span, completed with what EntityJSON adds. `undefined`: no entity data. */
-function entityText(el: DomElement, visible: string, st: State): { text: string; href?: string } | undefined {
+/** What a media entity shows: its visible text and what it is (image, YouTube or Vimeo video). */
+function mediaLabel(info: Extract<EntityInfo, { kind: 'media' }>, visible: string): string {
+  const what =
+    info.media === 'image'
+      ? 'image'
+      : info.format === 'youtube'
+        ? 'YouTube video'
+        : info.format === 'vimeo'
+          ? 'Vimeo video'
+          : 'video';
+  if (visible) return `${visible} [${what}]`;
+  return `[${what}${info.media === 'video' && info.videoId ? ` ${info.videoId}` : ''}]`;
+}
+
+/**
+ * An element that refers to EntityJSON (`data-entity-id`), shown with what the entity adds: the mentioned
+ * person's email, the tagged keyword or security, the emoji's character, the media link, an article, an FDC3
+ * action. Returns false when the entity is unknown, so the element's own content is rendered instead.
+ */
+function renderEntity(el: DomElement, out: Out, st: State): boolean {
   const id = el.attribs['data-entity-id'];
   const info = id === undefined ? undefined : st.ctx.entities.get(id);
-  if (!info || id === undefined) return undefined;
+  if (!info || id === undefined) return false;
   st.usedEntities.add(id);
+  const visible = oneLine(textContent(el));
+  let text: string;
+  let href: string | undefined;
   switch (info.kind) {
     case 'mention':
-      return { text: mentionText(visible, info.userId, st) };
+      text = mentionText(visible, info.userId, st);
+      break;
     case 'hashtag':
-      return { text: visible || `#${info.value}` };
+      text = hashtagText(visible, info.value);
+      break;
     case 'cashtag':
-      return { text: cashtagText(visible, info) };
+      text = cashtagText(visible, info);
+      break;
     case 'emoji':
       // The span's own text is the `:shortcode:` fallback (messageml-utils Emoji); the entity has the character.
-      return { text: info.unicode ?? (visible || `:${info.shortcode ?? 'emoji'}:`) };
+      text = info.unicode ?? (visible || `:${info.shortcode ?? 'emoji'}:`);
+      break;
     case 'datetime':
-      return { text: visible || info.value };
-    case 'media': {
-      const href = safeHref(info.url);
-      const label = visible || `[${info.media}${info.title ? `: ${info.title}` : ''}]`;
-      return href ? { text: label, href } : { text: label };
-    }
+      text = visible || info.value;
+      break;
+    case 'media':
+      text = mediaLabel(info, visible);
+      href = safeHref(info.url);
+      break;
+    case 'action':
+      // The span's text is the fallback shown where no desktop integration platform raises the intent.
+      text = actionText(info);
+      break;
+    case 'article':
+      renderArticle(info, visible, out, st);
+      return true;
     default:
-      return undefined;
+      return false;
   }
+  const block = el.name === 'p' || BLOCK_TAGS.has(el.name);
+  if (block) {
+    out.html.push('<div>');
+    out.text.para();
+  }
+  const embedded =
+    info.kind === 'media' && info.media === 'image' && info.url !== undefined && embedImage(info.url, visible, out, st);
+  if (!embedded && href) emitLink(out, text, href);
+  else if (!embedded) emitText(out, text, st);
+  if (block) {
+    out.html.push('</div>');
+    out.text.para();
+  }
+  return true;
+}
+
+/** An article entity, set off as a card: title (linked), subtitle, blurb, publisher, author, date and thumbnail. */
+function renderArticle(info: ArticleInfo, visible: string, out: Out, st: State): void {
+  const title = info.title ?? (visible || 'Article');
+  const sub: Out = { html: out.html, text: new TextOut() };
+  const savedPre = st.pre;
+  st.pre = false;
+  out.html.push('<blockquote><p><b>');
+  emitText(sub, 'Article: ', st);
+  const href = safeHref(info.href);
+  if (href) emitLink(sub, title, href);
+  else emitText(sub, title, st);
+  out.html.push('</b></p>');
+  const para = (value: string | undefined, tag?: string): void => {
+    if (!value) return;
+    out.html.push(tag ? `<p><${tag}>` : '<p>');
+    sub.text.para();
+    emitText(sub, value, st);
+    out.html.push(tag ? `</${tag}></p>` : '</p>');
+  };
+  if (visible && visible !== title) para(visible);
+  para(info.subTitle, 'i');
+  para(info.blurb);
+  para(
+    [info.publisher, info.author && `by ${info.author}`, info.date && `published ${info.date}`]
+      .filter(Boolean)
+      .join(', '),
+  );
+  para(info.articleId && `Article id: ${info.articleId}`);
+  if (info.thumbnail) {
+    out.html.push('<p>');
+    sub.text.para();
+    const thumb = safeHref(info.thumbnail);
+    if (!embedImage(info.thumbnail, 'thumbnail', sub, st)) {
+      if (thumb) emitLink(sub, '[thumbnail]', thumb);
+      else emitText(sub, '[thumbnail]', st);
+    }
+    out.html.push('</p>');
+  }
+  out.html.push('</blockquote>');
+  st.pre = savedPre;
+  out.text.para();
+  out.text.lines(prefixLines(sub.text.toLines(), '| ', '| '));
+  out.text.para();
 }
 
 function isEntityElement(el: DomElement): boolean {
@@ -248,27 +366,52 @@ function uniqueName(st: State, base: string, ext: string): string {
 
 const IMAGE_DATA_URI = /^data:image\/(png|jpeg|jpg|gif|webp|bmp);base64,([A-Za-z0-9+/=\s]+)$/i;
 
-/** `<img>`: never an `<img>` in the output (remote loads); a link for URLs, an attachment for `data:` URIs. */
+/**
+ * A `data:` image (symphony-api.md §6: `img src` may be a `data:` URI) as a part of the message: `<img src="cid:…">`
+ * (RFC 2392) where the caller assigns Content-IDs, else named in the text for the caller to attach. False when
+ * `src` is no `data:` image of a raster type within the size Symphony allows (`image/svg+xml` can script).
+ */
+function embedImage(src: string, alt: string, out: Out, st: State): boolean {
+  const data = IMAGE_DATA_URI.exec(src.trim());
+  if (!data || src.length > (MAX_INLINE_IMAGE_BYTES * 4) / 3 + 64) return false;
+  const sub = data[1]!.toLowerCase();
+  const ext = sub === 'jpeg' ? 'jpg' : sub;
+  const filename = uniqueName(st, 'image', ext);
+  const contentId = st.ctx.contentIdFor?.(filename);
+  const image: InlineImage = {
+    filename,
+    contentType: `image/${sub === 'jpg' ? 'jpeg' : sub}`,
+    content: Buffer.from(data[2]!, 'base64'),
+  };
+  st.images.push(contentId === undefined ? image : { ...image, contentId });
+  if (contentId === undefined) {
+    emitText(out, `[image${alt ? `: ${alt}` : ''}, attached as ${filename}]`, st);
+    return true;
+  }
+  out.html.push(`<img src="cid:${escapeHtml(cidUrl(contentId))}" alt="${escapeHtml(alt || filename)}">`);
+  out.text.inline(`[image: ${alt ? `${alt}, ` : ''}${filename}]`);
+  return true;
+}
+
+/**
+ * `<img>`. A URL is never loaded (a remote load tells the sender who read the archive, and when): it becomes a
+ * link. A `data:` image travels in the message itself ({@link embedImage}). Only these qualify: PresentationML
+ * has no way to name one of the message's own attachments (V4Message `attachments` is a list beside the markup,
+ * symphony-api.md §4.1; `com.symphony.media.image` carries a URL), so attachments stay attachments.
+ */
 function renderImage(el: DomElement, out: Out, st: State): void {
   const alt = oneLine(el.attribs['alt'] ?? el.attribs['title'] ?? '');
   const src = (el.attribs['src'] ?? '').trim();
+  if (embedImage(src, alt, out, st)) return;
   const label = alt ? `[image: ${alt}]` : '[image]';
-  const data = IMAGE_DATA_URI.exec(src);
-  if (data && src.length <= (MAX_INLINE_IMAGE_BYTES * 4) / 3 + 64) {
-    const sub = data[1]!.toLowerCase();
-    const ext = sub === 'jpeg' ? 'jpg' : sub;
-    const filename = uniqueName(st, 'image', ext);
-    st.images.push({
-      filename,
-      contentType: `image/${sub === 'jpg' ? 'jpeg' : sub}`,
-      content: Buffer.from(data[2]!, 'base64'),
-    });
-    emitText(out, `${label.slice(0, -1)}, attached as ${filename}]`, st);
-    return;
-  }
   const href = safeHref(src);
   if (href) emitLink(out, label, href);
   else emitText(out, label, st);
+}
+
+/** A `cid:` URL's content-id is URL-encoded (RFC 2392 §2); `@` and the dot-atom characters need no escape. */
+function cidUrl(contentId: string): string {
+  return encodeURIComponent(contentId).replace(/%40/g, '@');
 }
 
 function renderAudio(src: string, out: Out, st: State): void {
@@ -321,6 +464,7 @@ function renderList(el: DomElement, out: Out, st: State, depth: number): void {
 
 function renderTable(el: DomElement, out: Out, st: State, depth: number): void {
   const rows: TextRow[] = [];
+  st.tables += 1;
   out.html.push('<table border="1">');
   const renderRow = (children: readonly DomNode[], inHead: boolean): void => {
     out.html.push('<tr>');
@@ -380,6 +524,7 @@ function renderTable(el: DomElement, out: Out, st: State, depth: number): void {
     } else loose.push(child);
   }
   flushLoose();
+  st.tables -= 1;
   out.html.push('</table>');
   out.text.para();
   out.text.lines(layoutTable(rows));
@@ -478,7 +623,8 @@ function flag(el: DomElement, name: string): boolean {
   return v !== undefined && v !== 'false';
 }
 
-function addField(el: DomElement, form: FormState): boolean {
+/** A Symphony Elements field as a row of the form's table; undefined for an element that is none. */
+function formField(el: DomElement, form: FormState, st: State): FormField | undefined {
   const name = oneLine(el.attribs['name'] ?? el.attribs['data-name'] ?? '');
   const extras = (type: string): string =>
     [type, flag(el, 'required') ? 'required' : '', flag(el, 'disabled') ? 'disabled' : '', flag(el, 'readonly') ? 'read-only' : '']
@@ -492,14 +638,12 @@ function addField(el: DomElement, form: FormState): boolean {
       let shown = value;
       if (kind === 'checkbox' || kind === 'radio') shown = `${value || 'on'}${flag(el, 'checked') ? ' (checked)' : ''}`;
       else if (!value && el.attribs['placeholder']) shown = `(placeholder: ${oneLine(el.attribs['placeholder'])})`;
-      form.fields.push({ label: fieldLabel(el, form), name, type: extras(type), value: shown });
-      return true;
+      return { label: fieldLabel(el, form), name, type: extras(type), value: shown };
     }
     case 'textarea': {
       const value = textContent(el).trim();
       const shown = value || (el.attribs['placeholder'] ? `(placeholder: ${oneLine(el.attribs['placeholder'])})` : '');
-      form.fields.push({ label: fieldLabel(el, form), name, type: extras('Text area'), value: shown });
-      return true;
+      return { label: fieldLabel(el, form), name, type: extras('Text area'), value: shown };
     }
     case 'select': {
       const options: string[] = [];
@@ -515,24 +659,63 @@ function addField(el: DomElement, form: FormState): boolean {
         } else for (let i = o.children.length - 1; i >= 0; i--) stack.push(o.children[i]!);
       }
       const type = extras(flag(el, 'multiple') || flag(el, 'data-multi-select') ? 'Dropdown, multiple' : 'Dropdown');
-      form.fields.push({ label: fieldLabel(el, form), name, type, value: options.join('; ') });
-      return true;
+      return { label: fieldLabel(el, form), name, type, value: options.join('; ') };
     }
     case 'button': {
       const kind = oneLine(el.attribs['type'] ?? 'action');
-      form.fields.push({ label: oneLine(textContent(el)), name, type: `Button (${kind})`, value: '' });
-      return true;
+      return { label: oneLine(textContent(el)), name, type: `Button (${kind})`, value: '' };
     }
     case 'div': {
       const cls = classesOf(el).find((c) => SELECTOR_CLASSES[c] !== undefined);
-      if (!cls) return false;
-      const value = oneLine(el.attribs['data-value'] ?? '');
-      form.fields.push({ label: fieldLabel(el, form), name, type: extras(SELECTOR_CLASSES[cls]!), value });
-      return true;
+      if (!cls) return undefined;
+      const value = selectorValue(el.attribs['data-value'] ?? '', st);
+      return { label: fieldLabel(el, form), name, type: extras(SELECTOR_CLASSES[cls]!), value };
     }
     default:
-      return false;
+      return undefined;
   }
+}
+
+/**
+ * The `data-value` of a person or room selector: a JSON array of user and stream ids, single-quoted as
+ * messageml-utils writes it (DevDocs room-selector.md). Known people are named; anything else is shown as given.
+ */
+function selectorValue(raw: string, st: State): string {
+  const value = raw.trim();
+  if (value.startsWith('[')) {
+    try {
+      const ids: unknown = JSON.parse(value.replace(/'/g, '"'));
+      if (Array.isArray(ids)) {
+        return ids
+          .map((id) => {
+            const p = st.ctx.people.get(String(id));
+            return p ? `${personName(p)} (${String(id)})` : oneLine(String(id));
+          })
+          .join(', ');
+      }
+    } catch {
+      // Not the array messageml-utils writes: shown as it is.
+    }
+  }
+  return oneLine(value);
+}
+
+/**
+ * A field inside a table of a form (a Table Select, DevDocs table-select.md: a checkbox or button per row) stays
+ * in its cell, where it says which row it selects: `[x] (tablesel-row-1)`, `[SELECT] (tablesel-row-2)`.
+ */
+function controlText(el: DomElement, field: FormField): string {
+  const kind = (el.attribs['type'] ?? '').toLowerCase();
+  const checked = flag(el, 'checked');
+  const widget =
+    el.name === 'input' && kind === 'checkbox'
+      ? checked ? '[x]' : '[ ]'
+      : el.name === 'input' && kind === 'radio'
+        ? checked ? '(x)' : '( )'
+        : el.name === 'button'
+          ? `[${field.label || 'button'}]`
+          : `[${field.type}${field.value ? `: ${field.value}` : ''}]`; // prettier-ignore
+  return field.name ? `${widget} (${field.name})` : widget;
 }
 
 function fieldsTable(fields: readonly FormField[], out: Out): void {
@@ -567,7 +750,7 @@ function renderForm(el: DomElement, out: Out, st: State, depth: number): void {
   out.text.para();
   out.text.inline(title);
   out.text.para();
-  const form: FormState = { fields: [], ...collectFormLabels(el) };
+  const form: FormState = { fields: [], ...collectFormLabels(el), tables: st.tables };
   st.form = form;
   try {
     renderNodes(el.children, out, st, depth + 1);
@@ -601,24 +784,14 @@ function renderNode(node: DomNode, out: Out, st: State, depth: number): void {
   }
   const d = depth + 1;
 
-  if (st.form && addField(node, st.form)) return;
-  if (isEntityElement(node)) {
-    const entity = entityText(node, oneLine(textContent(node)), st);
-    if (entity) {
-      const block = name === 'p' || BLOCK_TAGS.has(name);
-      if (block) {
-        out.html.push('<div>');
-        out.text.para();
-      }
-      if (entity.href) emitLink(out, entity.text, entity.href);
-      else emitText(out, entity.text, st);
-      if (block) {
-        out.html.push('</div>');
-        out.text.para();
-      }
-      return;
-    }
+  const form = st.form;
+  const field = form && formField(node, form, st);
+  if (form && field) {
+    if (st.tables > form.tables) emitText(out, controlText(node, field), st);
+    else form.fields.push(field);
+    return;
   }
+  if (isEntityElement(node) && renderEntity(node, out, st)) return;
 
   switch (name) {
     case 'br':
@@ -724,17 +897,21 @@ function renderNode(node: DomNode, out: Out, st: State, depth: number): void {
       return renderCard(node, out, st, d, 'expandable');
     }
     if (['cardHeader', 'expandableCardHeader', 'dialog-title'].some((c) => hasClass(node, c))) {
-      out.html.push('<p><b>');
+      // A header that is a heading or paragraph already stands out; inside <p><b> it would break the paragraph.
+      const [open, close] = hasBlockContent(node) ? ['<div>', '</div>'] : ['<p><b>', '</b></p>'];
+      out.html.push(open);
       const lines = subText(node.children, out, st, d);
-      out.html.push('</b></p>');
+      out.html.push(close);
       out.text.para();
       out.text.lines(lines);
       out.text.para();
       return;
     }
     if (hasClass(node, 'expandableCardBody') && node.attribs['data-variant'] === 'error') {
+      out.html.push('<p><i>');
       out.text.para();
       emitText(out, '(error)', st);
+      out.html.push('</i></p>');
     }
   }
   if (HEADINGS.has(name)) return renderHeading(node, out, st, d);
@@ -766,16 +943,20 @@ export const SANITIZE_OPTIONS: sanitizeHtml.IOptions = {
   allowedTags: [
     'p', 'div', 'span', 'br', 'hr', 'b', 'strong', 'i', 'em', 'u', 's', 'sub', 'sup', 'ul', 'ol', 'li',
     'table', 'thead', 'tbody', 'tfoot', 'tr', 'td', 'th', 'pre', 'code', 'blockquote', 'a',
-    'h1', 'h2', 'h3', 'h4', 'h5', 'h6',
+    'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'img',
   ], // prettier-ignore
   allowedAttributes: {
     a: ['href', 'rel'],
+    img: ['src', 'alt'],
     td: ['colspan', 'rowspan'],
     th: ['colspan', 'rowspan'],
     table: [{ name: 'border', multiple: false, values: ['1'] }],
   },
   allowedSchemes: ['http', 'https', 'mailto'],
-  allowedSchemesAppliedToAttributes: ['href'],
+  allowedSchemesByTag: { img: ['cid'] },
+  allowedSchemesAppliedToAttributes: ['href', 'src'],
+  // sanitize-html passes a scheme-less (relative) `src`, which a webmail viewer would load from its own host.
+  exclusiveFilter: (frame) => frame.tag === 'img' && !/^cid:[^\s"'<>]+$/.test(frame.attribs['src'] ?? ''),
   allowProtocolRelative: false,
   allowedStyles: {},
   disallowedTagsMode: 'discard',
@@ -866,6 +1047,7 @@ export function renderPresentation(markup: string, ctx: RenderContext): Rendered
     form: undefined,
     pre: false,
     lists: 0,
+    tables: 0,
   };
   const problems = wellFormednessProblems(markup);
   if (problems.length > 0) {

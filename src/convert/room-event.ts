@@ -5,7 +5,7 @@
  */
 import type { Person } from '../core/types.ts';
 import type { BodyField, Bodies } from './body.ts';
-import { isoTime } from './body.ts';
+import { HTML_CLOSE, HTML_OPEN, isoTime } from './body.ts';
 import type { RoomEvent, RoomEventType, RoomProperties } from './converter.ts';
 import { cleanHeaderText, type MailAddress } from './headers.ts';
 import { escapeHtml, sanitize } from './presentation.ts';
@@ -96,13 +96,17 @@ export function describeRoomEvent(
 /** Text and HTML bodies laid out as body.ts `buildBodies` lays out a suppression notice. */
 export function roomEventBodies(fields: readonly BodyField[], view: RoomEventView): Bodies {
   const heading = view.properties.length > 0 ? 'Properties as of this event:' : '';
+  // A transcript entry (transcript.ts) comes without a header block.
+  const block = fields.length > 0;
   const text = [
-    fields.map((f) => `${f.label}: ${f.value}`).join('\n') + '\n' + '-'.repeat(10),
+    ...(block ? [fields.map((f) => `${f.label}: ${f.value}`).join('\n') + '\n' + '-'.repeat(10)] : []),
     view.sentence,
     ...(heading ? [`${heading}\n${view.properties.map((f) => `- ${f.label}: ${f.value}`).join('\n')}`] : []),
   ];
   const html = [
-    `<p>${fields.map((f) => `<b>${escapeHtml(f.label)}:</b> ${escapeHtml(f.value)}`).join('<br>')}</p><hr>`,
+    ...(block
+      ? [`<p>${fields.map((f) => `<b>${escapeHtml(f.label)}:</b> ${escapeHtml(f.value)}`).join('<br>')}</p><hr>`]
+      : []),
     `<p>${escapeHtml(view.sentence)}</p>`,
     ...(heading
       ? [
@@ -115,10 +119,7 @@ export function roomEventBodies(fields: readonly BodyField[], view: RoomEventVie
   return {
     // LF here; the MIME writer turns every line end into CRLF (RFC 5322 §2.3).
     text: text.join('\n\n') + '\n',
-    html:
-      '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head><body>\n' +
-      sanitize(html.join('\n')) +
-      '\n</body></html>\n',
+    html: HTML_OPEN + sanitize(html.join('\n')) + HTML_CLOSE,
     images: [],
     warnings: [],
   };

@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConvertOptions, Converter, StreamedItem } from '../convert/converter.ts';
 import type { DeliveryItem, MailboxWriter } from '../deliver/mailbox-writer.ts';
@@ -15,7 +16,11 @@ import {
   type RunEvent,
   type RunRow,
   type StateStore,
+  type TranscriptDay,
+  type TranscriptEntryRow,
 } from '../store/state-store.ts';
+import { convertTranscript, dayBounds, dayOf, type TranscriptEntry } from '../convert/transcript.ts';
+import { planTranscripts, type StoredEntry, type TranscriptPlan } from './transcripts.ts';
 import { AppError, isAppError, reasonOf } from './errors.ts';
 import { canonicalId, idToken, messageIdFor, userIdOf } from './ids.ts';
 import type { Logger } from './logger.ts';
@@ -50,7 +55,16 @@ export interface CycleDeps {
   concurrency: number;
   /** Conversations read at the same time in a sweep; default 1. */
   streamConcurrency?: number;
+  /** Set for transcript mode (`convert.format: daily-transcript`); absent, every item is an email of its own. */
+  transcript?: TranscriptSettings;
   onProgress?: (progress: CycleProgress) => void;
+}
+
+export interface TranscriptSettings {
+  /** IANA zone whose days the transcripts follow. */
+  timeZone: string;
+  /** How long after a day ends its transcript waits for stragglers. */
+  settleMs: number;
 }
 
 export interface CycleProgress {
@@ -420,6 +434,7 @@ export class ArchiveCycle {
       if (!known.has(streamId)) conversations.push({ id: streamId, type: 'UNLISTED' });
     }
     this.#streamsTotal = conversations.length;
+    const unread = new Set<string>();
     await this.#record({ counts: this.#add({ streams: conversations.length }) });
     this.#progress();
     // Streams are read side by side so that one throttled or slow stream (Retry-After, §7) does not idle the rest.
@@ -430,6 +445,7 @@ export class ArchiveCycle {
       } catch (err) {
         if (endsTheRun(err)) throw err;
         this.#streamErrors += 1;
+        unread.add(canonicalId(conversation.id));
         log.warn({ streamId: conversation.id, reason: reasonOf(err) }, 'conversation skipped this cycle');
         await this.#record({
           events: [{ level: 'error', kind: 'stream-unreadable', itemId: conversation.id, reason: reasonOf(err) }],
@@ -443,6 +459,7 @@ export class ArchiveCycle {
     if (!this.#streamErrors && activity > 0) {
       await this.#record({ discovery: full ? { fullAt: startedAt, lastAt: activity } : { lastAt: activity } });
     }
+    if (this.#d.transcript) await this.#transcribe(this.#d.transcript, startedAt, unread);
   }
 
   async #archiveConversation(conversation: Conversation, quarantined: QuarantineRow[]): Promise<void> {
@@ -616,6 +633,15 @@ export class ArchiveCycle {
       messages.map((m) => m.id),
     );
     const senders = await this.#senders(members, messages);
+    const transcript = this.#d.transcript;
+    const kept = transcript
+      ? await store.transcriptItems(
+          connectorId,
+          canonicalId(conversation.id),
+          messages.map((m) => m.id),
+        )
+      : new Set<string>();
+    const entries: { row: TranscriptEntryRow; attachments: number }[] = [];
     const events: RunEvent[] = [];
     const quarantined: QuarantineRow[] = [];
     const released: string[] = [];
@@ -623,7 +649,7 @@ export class ArchiveCycle {
     const copies: Copy[] = [];
     const counts: Partial<RunCounts> = {
       // Re-read messages (the sweep backs off a few positions, a feed redelivers) were counted when first seen.
-      messages: retry ? 0 : messages.filter((m) => !ledger.has(m.id)).length,
+      messages: retry ? 0 : messages.filter((m) => !ledger.has(m.id) && !kept.has(m.id)).length,
       duplicates: 0,
       unmapped: 0,
       warnings: 0,
@@ -678,6 +704,24 @@ export class ArchiveCycle {
         continue;
       }
 
+      if (transcript) {
+        if (kept.has(m.id)) {
+          if (retry) released.push(m.id);
+          continue;
+        }
+        try {
+          if (!sender) throw new AppError('ERR_CONVERT_FAILED', 'the message has no author user id');
+          entries.push(await this.#entry(m, conversation, sender, participants, [...mailboxes.keys()], transcript));
+        } catch (err) {
+          if (endsTheRun(err)) throw err;
+          this.#quarantine(m, err, quarantined, events);
+          continue;
+        }
+        if (retry) released.push(m.id);
+        this.#noteOutcome(m, [], newUnmapped, settled, events, counts);
+        continue;
+      }
+
       let converted: StreamedItem;
       try {
         if (!sender) throw new AppError('ERR_CONVERT_FAILED', 'the message has no author user id');
@@ -692,36 +736,11 @@ export class ArchiveCycle {
         });
       } catch (err) {
         if (isAppError(err, 'ERR_ABORTED') || isAppError(err, 'ERR_SOURCE_AUTH')) throw err;
-        quarantined.push({
-          messageId: m.id,
-          streamId: m.streamId,
-          messageTs: m.timestamp,
-          reason: reasonOf(err),
-          raw: JSON.stringify(m.record ?? m.raw),
-          attempts: 1,
-        });
-        events.push({ level: 'error', kind: 'quarantined', itemId: m.id, reason: reasonOf(err) });
-        this.#notes.delete(m);
+        this.#quarantine(m, err, quarantined, events);
         continue;
       }
       if (retry) released.push(m.id);
-      for (const w of converted.warnings)
-        events.push({ level: 'warning', kind: 'conversion', itemId: m.id, reason: w });
-      counts.warnings! += converted.warnings.length;
-      for (const note of this.#notes.get(m) ?? []) {
-        events.push({ level: 'warning', kind: 'attachment-unavailable', itemId: m.id, reason: note });
-        counts.warnings! += 1;
-      }
-      this.#notes.delete(m);
-
-      for (const { person, reason } of newUnmapped) {
-        counts.unmapped! += 1;
-        settled.push(this.#row(m, `unmapped:${person.userId}`, 'unmapped', person.userId, null, reason));
-        if (!this.#reportedUsers.has(person.userId)) {
-          this.#reportedUsers.add(person.userId);
-          events.push({ level: 'warning', kind: 'unmapped-user', itemId: person.userId, reason });
-        }
-      }
+      this.#noteOutcome(m, converted.warnings, newUnmapped, settled, events, counts);
       if (open.length) toStage.push({ m, converted, open, mailboxes, existing });
     }
 
@@ -737,7 +756,7 @@ export class ArchiveCycle {
     } finally {
       await this.#release(messages);
     }
-    if (toStage.length) await stager.flush();
+    if (toStage.length || entries.some((e) => e.attachments > 0)) await stager.flush();
     for (const [i, { m, converted, open, mailboxes, existing }] of toStage.entries()) {
       const { ref, content } = staged[i]!;
       stagedRefs.set(m.id, ref);
@@ -764,12 +783,195 @@ export class ArchiveCycle {
       events: [...events, ...delivered.events],
       counts: this.#add({ ...counts, ...delivered.counts, quarantined: quarantined.length }),
     };
+    if (entries.length) commit.transcriptEntries = entries.map((e) => e.row);
     if (cursor) commit.checkpoint = { streamId: conversation.id, cursor };
     await store.commit(commit);
 
     const keep = new Set(delivered.rows.filter((r) => !settledInFull(r)).map((r) => r.messageId));
     for (const [id, ref] of stagedRefs) if (!keep.has(id)) await stager.remove(ref);
     this.#progress();
+  }
+
+  #quarantine(m: ArchiveItem, err: unknown, quarantined: QuarantineRow[], events: RunEvent[]): void {
+    quarantined.push({
+      messageId: m.id,
+      streamId: m.streamId,
+      messageTs: m.timestamp,
+      reason: reasonOf(err),
+      raw: JSON.stringify(m.record ?? m.raw),
+      attempts: 1,
+    });
+    events.push({ level: 'error', kind: 'quarantined', itemId: m.id, reason: reasonOf(err) });
+    this.#notes.delete(m);
+  }
+
+  /** Logs what the item's conversion warned about and its missing files, and settles its unmapped participants. */
+  #noteOutcome(
+    m: SourceMessage,
+    warnings: readonly string[],
+    unmapped: readonly { person: Person; reason: string }[],
+    settled: LedgerRow[],
+    events: RunEvent[],
+    counts: Partial<RunCounts>,
+  ): void {
+    for (const w of warnings) events.push({ level: 'warning', kind: 'conversion', itemId: m.id, reason: w });
+    counts.warnings! += warnings.length;
+    for (const note of this.#notes.get(m) ?? []) {
+      events.push({ level: 'warning', kind: 'attachment-unavailable', itemId: m.id, reason: note });
+      counts.warnings! += 1;
+    }
+    this.#notes.delete(m);
+    for (const { person, reason } of unmapped) {
+      counts.unmapped! += 1;
+      settled.push(this.#row(m, `unmapped:${person.userId}`, 'unmapped', person.userId, null, reason));
+      if (!this.#reportedUsers.has(person.userId)) {
+        this.#reportedUsers.add(person.userId);
+        events.push({ level: 'warning', kind: 'unmapped-user', itemId: person.userId, reason });
+      }
+    }
+  }
+
+  /**
+   * Keeps an item for its day's transcript: the converter's input as JSON, its attachments staged (kept for
+   * revisions, which hold the whole day again).
+   */
+  async #entry(
+    m: ArchiveItem,
+    conversation: Conversation,
+    sender: Person,
+    participants: Person[],
+    mailboxes: string[],
+    transcript: TranscriptSettings,
+  ): Promise<{ row: TranscriptEntryRow; attachments: number }> {
+    const { stager } = this.#d;
+    // dayOf refuses a time it cannot place on a calendar day, which quarantines the item.
+    const day = dayOf(m.timestamp, transcript.timeZone);
+    const attachments: StoredEntry['attachments'] = [];
+    for (const a of await this.#attachments(m)) {
+      const { content } = a;
+      const ref = Buffer.isBuffer(content)
+        ? await stager.put(content)
+        : (await stager.putStream(createReadStream(content.path))).ref;
+      attachments.push({ id: a.id, name: a.name, ref, size: Buffer.isBuffer(content) ? content.length : content.size });
+    }
+    const stored: StoredEntry = { ...m.event, conversation, message: m.raw, sender, participants, attachments };
+    const entry = JSON.stringify(stored, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+    const streamId = canonicalId(conversation.id);
+    return { row: { streamId, day, itemId: m.id, ts: m.timestamp, mailboxes, entry }, attachments: attachments.length };
+  }
+
+  /**
+   * Builds and files the transcripts of every conversation-day that ended `settleMs` before `startedAt` and has
+   * items no transcript holds yet; streams this sweep could not read wait for the next one.
+   */
+  async #transcribe(transcript: TranscriptSettings, startedAt: number, unread: ReadonlySet<string>): Promise<void> {
+    const { store, connectorId } = this.#d;
+    for (const day of await store.transcriptDays(connectorId)) {
+      this.#check();
+      if (unread.has(day.streamId)) continue;
+      if (dayBounds(day.day, transcript.timeZone).end > startedAt - transcript.settleMs) continue;
+      const entries = await store.transcriptEntries(connectorId, day);
+      const built = await store.transcripts(connectorId, day);
+      for (const plan of planTranscripts(day, transcript.timeZone, entries, built)) {
+        await this.#fileTranscript(day, plan, transcript);
+      }
+      await this.#record({ transcribedDays: [day] });
+    }
+  }
+
+  async #fileTranscript(day: TranscriptDay, plan: TranscriptPlan, transcript: TranscriptSettings): Promise<void> {
+    const { store, connectorId, stager } = this.#d;
+    const events: RunEvent[] = [];
+    const stored = plan.entries.map((e) => JSON.parse(e.entry) as StoredEntry);
+    const people = new Map<string, Person>();
+    for (const s of stored) for (const p of s.participants) people.set(p.userId, p);
+    const entries: TranscriptEntry[] = [];
+    for (const { conversation: _c, participants: _p, attachments, ...input } of stored) {
+      const files: AttachmentContent[] = [];
+      for (const a of attachments) {
+        try {
+          files.push({ id: a.id, name: a.name, content: await stager.file(a.ref) });
+        } catch (err) {
+          const note = `The attachment "${a.name}" (${a.size} bytes) is no longer in staging: ${reasonOf(err)}`;
+          events.push({
+            level: 'warning',
+            kind: 'attachment-unavailable',
+            itemId: input.message.messageId,
+            reason: note,
+          });
+          files.push({ id: a.id, name: `${a.name}.unavailable.txt`, content: Buffer.from(`${note}\r\n`, 'utf8') });
+        }
+      }
+      entries.push({ input: { ...input, attachments: files } });
+    }
+    const converted = await convertTranscript({
+      conversation: stored.at(-1)!.conversation,
+      day: day.day,
+      timeZone: transcript.timeZone,
+      participants: [...people.values()],
+      entries,
+      revision: plan.revision,
+      supersedes: plan.supersedes,
+      added: plan.added,
+      options: this.#d.convert,
+      variant: plan.variant,
+    });
+    for (const w of converted.warnings)
+      events.push({ level: 'warning', kind: 'conversion', itemId: plan.itemId, reason: w });
+
+    const ledger = (await store.ledger(connectorId, [plan.itemId])).get(plan.itemId);
+    const open = plan.mailboxes.filter((mb) => !TERMINAL.has(ledger?.get(mb)?.status ?? ''));
+    let staged: { ref: string; content: DeliveryItem['content'] } | undefined;
+    if (open.length) {
+      staged = converted.raw
+        ? { ref: await stager.put(converted.raw), content: converted.raw }
+        : await stager.putStream(converted.chunks()).then((file) => ({ ref: file.ref, content: file }));
+      await stager.flush();
+    }
+    const item: DeliveryItem | undefined = staged && {
+      key: idToken(plan.itemId),
+      messageId: converted.messageId,
+      date: converted.date,
+      content: staged.content,
+    };
+    const lastTs = plan.entries.at(-1)?.ts ?? converted.date.getTime();
+    const copies: Copy[] = open.map((mailbox) => ({
+      row: {
+        messageId: plan.itemId,
+        mailbox,
+        streamId: day.streamId,
+        messageTs: lastTs,
+        status: 'pending',
+        userId: null,
+        stagedRef: staged!.ref,
+        receipt: null,
+        reason: null,
+        attempts: ledger?.get(mailbox)?.attempts ?? 0,
+      },
+      item: item!,
+    }));
+    await store.plan(
+      connectorId,
+      this.#runId,
+      copies.map((c) => c.row),
+    );
+    const delivered = await this.#deliver(copies);
+    await this.#record({
+      ledger: delivered.rows,
+      events: [...events, ...delivered.events],
+      counts: this.#add({ ...delivered.counts, warnings: converted.warnings.length }),
+      transcripts: [
+        {
+          ...day,
+          itemId: plan.itemId,
+          revision: plan.revision,
+          messageId: converted.messageId,
+          entries: plan.entries.map((e) => e.itemId),
+          mailboxes: plan.mailboxes,
+        },
+      ],
+    });
+    if (staged && delivered.rows.every(settledInFull)) await stager.remove(staged.ref);
   }
 
   #row(

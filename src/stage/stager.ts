@@ -29,6 +29,8 @@ export interface Stager {
    * reading it through once).
    */
   get(ref: string): Promise<Buffer | StagedFile>;
+  /** The item as its file whatever its size, checked against its hash by reading it through, not into memory. */
+  file(ref: string): Promise<StagedFile>;
   /** Removes an item once every copy of it is delivered; removing a missing item is not an error. */
   remove(ref: string): Promise<void>;
   /** Makes every `put` so far durable, directory entries included; called before the ledger refers to them. */

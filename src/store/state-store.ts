@@ -98,6 +98,37 @@ export interface PageCommit {
   feed?: FeedPosition;
   /** Set by a sweep that read every listed stream. */
   discovery?: Discovery | { fullAt?: undefined; lastAt: number };
+  /** Items of conversation-days kept for their transcripts (an item already kept is left as it is). */
+  transcriptEntries?: TranscriptEntryRow[];
+  /** Transcripts built and filed. */
+  transcripts?: TranscriptRow[];
+  /** Conversation-days whose every item is now in a transcript. */
+  transcribedDays?: TranscriptDay[];
+}
+
+export interface TranscriptDay {
+  streamId: string;
+  /** `YYYY-MM-DD` in the connector's time zone. */
+  day: string;
+}
+
+export interface TranscriptEntryRow extends TranscriptDay {
+  itemId: string;
+  ts: number;
+  /** The mailboxes entitled to the item (its participants' when it was sent). */
+  mailboxes: string[];
+  /** JSON of what the transcript renderer needs (core/transcripts.ts `StoredEntry`). */
+  entry: string;
+}
+
+export interface TranscriptRow extends TranscriptDay {
+  /** The ledger's item id (convert/transcript.ts `transcriptItemId`). */
+  itemId: string;
+  revision: number;
+  messageId: string;
+  /** Item ids it holds. */
+  entries: string[];
+  mailboxes: string[];
 }
 
 export interface Discovery {
@@ -124,6 +155,14 @@ export interface StateStore {
   membershipChanges(connectorId: string, streamId: string): Promise<MembershipChange[]>;
   feedPosition(connectorId: string): Promise<FeedPosition | undefined>;
   discovery(connectorId: string): Promise<Discovery | undefined>;
+  /** Conversation-days with items no transcript holds yet. */
+  transcriptDays(connectorId: string): Promise<TranscriptDay[]>;
+  /** The items of one conversation-day, oldest first. */
+  transcriptEntries(connectorId: string, day: TranscriptDay): Promise<TranscriptEntryRow[]>;
+  /** Which of these items of a stream are already kept for a transcript. */
+  transcriptItems(connectorId: string, streamId: string, itemIds: readonly string[]): Promise<Set<string>>;
+  /** The transcripts built for one conversation-day, by revision. */
+  transcripts(connectorId: string, day: TranscriptDay): Promise<TranscriptRow[]>;
   /** Ledger rows of the given messages, keyed by message id then mailbox. */
   ledger(connectorId: string, messageIds: readonly string[]): Promise<Map<string, Map<string, LedgerRow>>>;
   /** Records the copies about to be written, before any is written (ignored where a row already exists). */

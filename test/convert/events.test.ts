@@ -17,7 +17,7 @@ import {
   type EventInput,
   type EventReadResult,
 } from '../../src/convert/index.ts';
-import { OPTIONS, assertWireFormat, countHeader } from './helpers.ts';
+import { OPTIONS, assertWireFormat, countHeader, propertyParams } from './helpers.ts';
 
 const ROOM = 'Q2KYGm7JkljrgymMajYTJ3___qcLPr1UdA';
 const ALICE = { userId: 7215545078461, displayName: 'Alice Martin', email: 'alice.martin@bank.example' };
@@ -202,6 +202,8 @@ describe('readV4Event', () => {
       [joined({ timestamp: undefined }), 'invalid', /timestamp/],
       [joined({ timestamp: Number.NaN }), 'invalid', /timestamp/],
       [joined({ timestamp: 'yesterday' }), 'invalid', /timestamp/],
+      [joined({ timestamp: 8.64e15 + 1 }), 'invalid', /timestamp/],
+      [joined({ timestamp: '9999999999999999' }), 'invalid', /timestamp/],
       [joined({ initiator: undefined }), 'invalid', /initiator/],
       [joined({ initiator: { user: { userId: -1 } } }), 'invalid', /initiator/],
       [joined({ initiator: { user: { userId: '18446744073709551616' } } }), 'invalid', /initiator/],
@@ -332,7 +334,22 @@ describe('room event items', () => {
     assert.equal(a.messageId, b.messageId);
   });
 
-  it('reads any mangled event without throwing; whatever it accepts converts to one well-formed email', async () => {
+  it('reads any mangled event of any type without throwing; whatever it accepts converts to one well-formed email', async () => {
+    // One well-formed event per type that makes an item, then random edits to its fields ('$' is the payload key).
+    const stream = { streamId: ROOM, streamType: 'ROOM', roomName: 'Rates Desk' };
+    const payloads: Record<string, [string, Record<string, unknown>]> = {
+      USERJOINEDROOM: ['userJoinedRoom', { stream, affectedUser: BOB }],
+      ROOMUPDATED: [
+        'roomUpdated',
+        { stream, newRoomProperties: { name: 'Rates', keywords: [{ key: 'k', value: 'v' }] } },
+      ],
+      INSTANTMESSAGECREATED: ['instantMessageCreated', { stream: { streamId: ROOM, members: [ALICE, BOB] } }],
+      MESSAGESUPPRESSED: ['messageSuppressed', { messageId: 'QasBvaApRVqAIGPcqUTOAn___qRaa6hwdA', stream }],
+      SYMPHONYELEMENTSACTION: [
+        'symphonyElementsAction',
+        { stream, formMessageId: 'BFawdKkxmV0ZQmSuIzgfTX___oyR5yO2bQ', formId: 'f', formValues: { action: 'go' } },
+      ],
+    };
     const paths = [
       ['type'],
       ['messageId'],
@@ -342,42 +359,62 @@ describe('room event items', () => {
       ['initiator', 'user', 'userId'],
       ['initiator', 'user', 'displayName'],
       ['payload'],
-      ['payload', 'userJoinedRoom'],
-      ['payload', 'userJoinedRoom', 'stream'],
-      ['payload', 'userJoinedRoom', 'stream', 'streamId'],
-      ['payload', 'userJoinedRoom', 'stream', 'streamType'],
-      ['payload', 'userJoinedRoom', 'affectedUser'],
-      ['payload', 'userJoinedRoom', 'affectedUser', 'userId'],
-      ['payload', 'userJoinedRoom', 'affectedUser', 'email'],
+      ['payload', '$'],
+      ['payload', '$', 'stream'],
+      ['payload', '$', 'stream', 'streamId'],
+      ['payload', '$', 'stream', 'streamType'],
+      ['payload', '$', 'stream', 'members'],
+      ['payload', '$', 'affectedUser'],
+      ['payload', '$', 'affectedUser', 'userId'],
+      ['payload', '$', 'affectedUser', 'email'],
+      ['payload', '$', 'newRoomProperties'],
+      ['payload', '$', 'newRoomProperties', 'keywords'],
+      ['payload', '$', 'messageId'],
+      ['payload', '$', 'formMessageId'],
+      ['payload', '$', 'formValues'],
     ];
     const value = fc.oneof(
       fc.constant(undefined),
       fc.jsonValue({ maxDepth: 2 }),
-      fc.constantFrom(...ROOM_EVENT_TYPES),
+      fc.constantFrom(...ITEM_EVENT_TYPES),
       fc.string({ unit: 'binary', maxLength: 40 }),
     );
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.tuple(fc.constantFrom(...paths), value), { maxLength: 4 }), async (edits) => {
-        const event = structuredClone(joined());
-        for (const [path, v] of edits) {
-          let node: unknown = event;
-          for (const key of path.slice(0, -1))
-            node = node && typeof node === 'object' ? (node as Record<string, unknown>)[key] : undefined;
-          if (node && typeof node === 'object') (node as Record<string, unknown>)[path[path.length - 1]!] = v;
-        }
-        const result = readV4Event(event);
-        if ('skip' in result) return;
-        const item = await converter.convert({
-          ...result.input,
-          conversation,
-          participants,
-          attachments: [],
-          options: OPTIONS,
-        });
-        assert.equal(assertWireFormat(item.raw), undefined);
-        for (const h of ['from', 'date', 'message-id', 'subject']) assert.equal(countHeader(item.raw, h), 1, h);
-      }),
-      { numRuns: 300, seed: 20240613 },
+      fc.asyncProperty(
+        fc.constantFrom(...Object.keys(payloads)),
+        fc.array(fc.tuple(fc.constantFrom(...paths), value), { maxLength: 4 }),
+        async (type, edits) => {
+          const [key, payload] = payloads[type]!;
+          const event = structuredClone(joined({ type, payload: { [key]: payload } }));
+          for (const [path, v] of edits) {
+            let node: unknown = event;
+            const keys = path.map((k) => (k === '$' ? key : k));
+            for (const k of keys.slice(0, -1))
+              node = node && typeof node === 'object' ? (node as Record<string, unknown>)[k] : undefined;
+            if (node && typeof node === 'object') (node as Record<string, unknown>)[keys[keys.length - 1]!] = v;
+          }
+          const result = readV4Event(event);
+          if ('skip' in result) return;
+          const item = await converter.convert({
+            ...result.input,
+            conversation,
+            participants,
+            attachments: [],
+            options: OPTIONS,
+          });
+          assert.equal(assertWireFormat(item.raw), undefined);
+          for (const h of ['from', 'date', 'message-id', 'subject']) assert.equal(countHeader(item.raw, h), 1, h);
+          const again = await converter.convert({
+            ...result.input,
+            conversation,
+            participants,
+            attachments: [],
+            options: OPTIONS,
+          });
+          assert.ok(again.raw.equals(item.raw), 'same event, same bytes');
+        },
+      ),
+      propertyParams(300, 20240613),
     );
   });
 });

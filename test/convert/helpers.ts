@@ -1,4 +1,5 @@
 import { readFileSync, readdirSync } from 'node:fs';
+import type fc from 'fast-check';
 import { fileURLToPath } from 'node:url';
 import type { ConvertInput } from '../../src/convert/converter.ts';
 import type { V4Message } from '../../src/source/symphony/api-types.ts';
@@ -6,6 +7,20 @@ import type { V4Message } from '../../src/source/symphony/api-types.ts';
 export const FIXTURE_DIR = fileURLToPath(new URL('../fixtures/convert/', import.meta.url));
 
 export const OPTIONS = { messageIdDomain: 'archive.example.com', syntheticDomain: 'symphony.invalid' } as const;
+
+/**
+ * fast-check parameters for a property: PROPERTY_RUNS cases when set (the issue's bar is 10,000), else the
+ * test's own default, sized so that test/convert stays within a minute in CI; PROPERTY_SEED replays a failure.
+ */
+export function propertyParams(defaultRuns: number, defaultSeed?: number): fc.Parameters<unknown> {
+  const runs = process.env['PROPERTY_RUNS'];
+  const seed = process.env['PROPERTY_SEED'] ?? defaultSeed;
+  return {
+    numRuns: runs === undefined ? defaultRuns : Number(runs),
+    includeErrorInReport: true,
+    ...(seed === undefined ? {} : { seed: Number(seed) }),
+  };
+}
 
 /**
  * Fixture files hold a ConvertInput whose attachment contents are base64 strings (JSON has no Buffer) and
@@ -94,14 +109,16 @@ export function assertWireFormat(raw: Buffer): string | undefined {
 const SAFE_TAGS = new Set([
   'html', 'head', 'meta', 'body', 'p', 'div', 'span', 'br', 'hr', 'b', 'strong', 'i', 'em', 'u', 's', 'sub', 'sup',
   'ul', 'ol', 'li', 'table', 'thead', 'tbody', 'tfoot', 'tr', 'td', 'th', 'pre', 'code', 'blockquote', 'a',
-  'h1', 'h2', 'h3', 'h4', 'h5', 'h6',
+  'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'img',
 ]); // prettier-ignore
-const SAFE_ATTRIBUTES = new Set(['href', 'rel', 'colspan', 'rowspan', 'border', 'charset']);
+const SAFE_ATTRIBUTES = new Set(['href', 'rel', 'colspan', 'rowspan', 'border', 'charset', 'src', 'alt']);
 
 /**
  * Returns why `html` is not inert, or undefined: every `<` opens an allow-listed tag (text `<` is escaped),
- * no attribute other than href/rel/colspan/rowspan/border (so no `on*`, `style`, `src`, `background`), and
- * every href is an absolute http(s) or mailto URL (reliability.md §3 row 3).
+ * no attribute other than href/rel/colspan/rowspan/border/src/alt (so no `on*`, `style`, `background`), every
+ * href an absolute http(s) or mailto URL on an `<a>`, and every src a `cid:` URL on an `<img>`: a part of the
+ * message itself, never a remote load (reliability.md §3 row 3). Parse with mailparser's `keepCidLinks`, which
+ * otherwise rewrites `cid:` to `data:`.
  */
 export function unsafeHtml(html: string): string | undefined {
   const body = html.replace(/^<!DOCTYPE html>\n/, '');
@@ -116,8 +133,22 @@ export function unsafeHtml(html: string): string | undefined {
       const attr = a[1]!.toLowerCase();
       const value = a[2] ?? a[3] ?? '';
       if (!SAFE_ATTRIBUTES.has(attr)) return `attribute ${attr} on <${name}>`;
-      if (attr === 'href' && !/^(https?:\/\/|mailto:)/.test(value)) return `href ${value}`;
+      if (attr === 'href' && (name !== 'a' || !/^(https?:\/\/|mailto:)/.test(value))) return `href ${value}`;
+      if (attr === 'src' && (name !== 'img' || !/^cid:[^\s]+$/.test(value))) return `src ${value.slice(0, 60)}`;
     }
+    if (name === 'img' && !/\ssrc="cid:/.test(m[3]!)) return 'an <img> without a cid: source';
   }
   return undefined;
+}
+
+/**
+ * The `cid:` URLs the HTML refers to that no part of the message carries as its Content-ID (RFC 2392: the URL is
+ * the Content-ID, URL-encoded). Empty when every inline image the HTML shows is in the message.
+ */
+export function danglingCids(html: string, contentIds: readonly (string | undefined)[]): string[] {
+  const ids = new Set(contentIds.filter((c) => c !== undefined).map((c) => c.replace(/^<|>$/g, '')));
+  // Text `<` is escaped, so `<img` starts a tag; `src="cid:` in text is no reference.
+  return [...html.matchAll(/<img\s[^>]*?src="cid:([^"]+)"/g)]
+    .map((m) => decodeURIComponent(m[1]!.replace(/&amp;/g, '&')))
+    .filter((cid) => !ids.has(cid));
 }

@@ -10,7 +10,7 @@ import { composeMime, type MimeAttachment, type MimeInput } from '../../src/conv
 import { base64Length, composeMimeStream } from '../../src/convert/mime-stream.ts';
 import { isAppError } from '../../src/core/errors.ts';
 import type { AttachmentContent } from '../../src/core/types.ts';
-import { assertWireFormat, fixtureNames, loadFixture } from './helpers.ts';
+import { assertWireFormat, fixtureNames, loadFixture, propertyParams } from './helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'mime-stream-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -81,18 +81,26 @@ describe('composeMimeStream', () => {
     }
   });
 
-  it('matches for any mix of files and buffers, and reads the files again on every call', async () => {
+  it('matches for any mix of files and buffers, inline parts or not, and reads the files again on every call', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.tuple(fc.integer({ min: 0, max: 200_000 }), fc.boolean()), { minLength: 1, maxLength: 4 }),
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 200_000 }), fc.boolean(), fc.boolean()), {
+          minLength: 1,
+          maxLength: 4,
+        }),
         async (specs) => {
-          const attachments = specs.map(([size], i) => ({ filename: `f${i}.bin`, content: randomBytes(size) }));
+          // An inline part (a Content-ID) goes into the HTML's multipart/related, wherever it is in the list.
+          const attachments = specs.map(([size, , inline], i) => ({
+            filename: `f${i}.bin`,
+            content: randomBytes(size),
+            ...(inline ? { contentId: `f${i}.sym.stream@archive.example` } : {}),
+          }));
           const { memory, streamed, bytes } = await bothWays(attachments, (i) => specs[i]![1]);
           assert.ok(bytes.equals(memory));
           assert.ok((await collect(streamed.chunks())).equals(memory), 'a second read gives the same bytes');
         },
       ),
-      { numRuns: 25 },
+      propertyParams(25),
     );
   });
 

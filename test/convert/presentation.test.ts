@@ -110,6 +110,57 @@ describe('entities', () => {
   });
 });
 
+describe('standard entities', () => {
+  it('marks media links as image or video, with the video id when there is no text', () => {
+    const data = {
+      v: { type: 'com.symphony.media.video', format: 'vimeo', url: 'https://vimeo.com/1', id: '1' },
+      w: { type: 'com.symphony.media.video', format: 'youtube', url: 'https://youtu.be/x', id: 'x' },
+      i: { type: 'com.symphony.media.image', format: 'image', url: 'https://e.example/i.png' },
+    };
+    const r = render(
+      pml(
+        '<span class="entity" data-entity-id="v">Talk</span> <span class="entity" data-entity-id="w"></span> ' +
+          '<span class="entity" data-entity-id="i"></span>',
+      ),
+      JSON.stringify(data),
+    );
+    assert.equal(
+      r.text,
+      'Talk [Vimeo video] (https://vimeo.com/1) [YouTube video x] (https://youtu.be/x) [image] (https://e.example/i.png)',
+    );
+  });
+
+  it('shows an article as a card, an FDC3 action with its intent, and what the data tags beyond the text', () => {
+    const data = {
+      a: { type: 'com.symphony.article', title: 'T', href: 'javascript:alert(1)', date: 1718236800000, author: 'A' },
+      f: { type: 'fdc3.entity.action', label: 'Go', actionData: { intent: 'ViewNews' } },
+      h: { type: 'org.symphonyoss.taxonomy', id: [{ type: 'org.symphonyoss.taxonomy.hashtag', value: 'eur' }] },
+      c: {
+        type: 'org.symphonyoss.fin.security',
+        version: '2.0',
+        id: [
+          { type: 'org.symphonyoss.fin.security.id.ticker', value: 'VOD' },
+          { type: 'org.symphonyoss.fin.security.country', value: 'GB' },
+          { type: 'org.symphonyoss.fin.security.rootBbgCompTicker', value: 'VOD LN' },
+        ],
+      },
+    };
+    const r = render(
+      pml(
+        '<div class="entity" data-entity-id="a"></div><span class="entity" data-entity-id="f">fallback</span> ' +
+          '<span class="entity" data-entity-id="h">#EUR</span> <span class="entity" data-entity-id="c">$VOD.L</span>',
+      ),
+      JSON.stringify(data),
+    );
+    assert.equal(
+      r.text,
+      '| Article: T\n|\n| by A, published 2024-06-13T00:00:00.000Z\n\n' +
+        '[Action button "Go": raises intent ViewNews] #EUR $VOD.L (Ticker: VOD; Bloomberg root: VOD LN; Country: GB)',
+    );
+    assert.equal(unsafeHtml(r.html), undefined, r.html);
+  });
+});
+
 describe('markup', () => {
   it('lays out tables as aligned text, spans included, and counts wide characters as two columns', () => {
     assert.deepEqual(
@@ -173,6 +224,48 @@ describe('markup', () => {
     assert.equal(r.images.length, 1);
     assert.equal(r.images[0]!.contentType, 'image/png');
     assert.doesNotMatch(r.html, /<img|src=/);
+  });
+
+  it('shows a data: image by cid when the caller assigns Content-IDs; a URL or cid: in the markup is never an image', () => {
+    const png = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=';
+    const entities = parseEntities(
+      JSON.stringify({ i: { type: 'com.symphony.media.image', url: `data:image/png;base64,${png}` } }),
+    );
+    const r = renderPresentation(
+      pml(
+        `<img src="https://e.example/a.png"/><img src="data:image/png;base64,${png}" alt='"x"'/>` +
+          '<img src="cid:other@evil.example"/><div class="entity" data-entity-id="i">logo</div>',
+      ),
+      { entities: entities.byId, people, contentIdFor: (f) => `${f}.m@archive.example` },
+    );
+    assert.deepEqual(
+      r.images.map((i) => [i.filename, i.contentId]),
+      [
+        ['image-1.png', 'image-1.png.m@archive.example'],
+        ['image-2.png', 'image-2.png.m@archive.example'],
+      ],
+    );
+    const html = sanitize(r.html);
+    assert.equal(
+      html,
+      '<div><a href="https://e.example/a.png" rel="noopener noreferrer">[image]</a>' +
+        '<img src="cid:image-1.png.m@archive.example" alt="&quot;x&quot;" />[image]' +
+        '<div><img src="cid:image-2.png.m@archive.example" alt="logo" /></div></div>',
+    );
+    assert.equal(
+      r.text,
+      '[image] (https://e.example/a.png)[image: "x", image-1.png][image]\n\n[image: logo, image-2.png]',
+    );
+  });
+
+  it('lets no image through the sanitizer but one shown by cid:', () => {
+    assert.equal(
+      sanitize(
+        '<img src="https://evil.example/t.gif"><img src="t.gif"><img src="//evil.example/t.gif"><img>' +
+          '<img src="data:image/png;base64,AAAA"><img src="cid:a@b" onerror="alert(1)" width="1">',
+      ),
+      '<img src="cid:a@b" />',
+    );
   });
 
   it('renders a chime as a label and drops other audio and video', () => {

@@ -1,14 +1,21 @@
 /**
- * Property tests over random markup, names and entity data (reliability.md §3, §5 tests 25, 27, 28, 31):
- * whatever the input, conversion yields exactly one well-formed message — one From, Date, Message-ID,
- * only the header fields the converter writes, CRLF lines of at most 998 octets, 7-bit bytes, encoded words
- * of at most 75 characters, names that decode back to what was meant, an HTML part without active content
- * or remote loads — or it throws ERR_CONVERT_FAILED. The same input always gives the same bytes.
+ * Property tests over random markup, names and entity data (reliability.md §3, §5 tests 25, 27, 28, 31; the
+ * issue's bad-input list: CR/LF and bidi overrides in display and room names, `<script>`/`on*`/`javascript:`/CSS
+ * tricks, unclosed tags, deep nesting, more than 80 entities, broken `data` JSON, lone UTF-16 surrogates, empty
+ * messages, null fields): whatever the input, conversion yields exactly one well-formed message — one From,
+ * Date, Message-ID, only the header fields the converter writes (in every part too), CRLF lines of at most 998
+ * octets, 7-bit bytes, encoded words of at most 75 characters, names and a Subject free of controls and bidi
+ * overrides, an HTML part without active content or remote loads whose every `cid:` image is in the message —
+ * or it throws ERR_CONVERT_FAILED. The same input always gives the same bytes, in memory or streamed from files.
  *
- * Runs: PROPERTY_RUNS (default 1,000). Reproduce a failure with PROPERTY_SEED and the printed path.
+ * Runs: PROPERTY_RUNS (default 1,000; the issue's bar is 10,000). Reproduce a failure with PROPERTY_SEED and
+ * the printed path.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { simpleParser, type AddressObject } from 'mailparser';
 import { createSymphonyMimeConverter, MESSAGE_ID_MAX, SOURCE_ATTACHMENT_NAME } from '../../src/convert/index.ts';
@@ -18,12 +25,13 @@ import { addressOf, personName } from '../../src/convert/headers.ts';
 import { isAppError } from '../../src/core/errors.ts';
 import type { Person } from '../../src/core/types.ts';
 import type { V4Message } from '../../src/source/symphony/api-types.ts';
-import { OPTIONS, assertWireFormat, headerLines, unsafeHtml } from './helpers.ts';
+import { OPTIONS, assertWireFormat, danglingCids, headerLines, propertyParams, unsafeHtml } from './helpers.ts';
 
-const RUNS = Number(process.env['PROPERTY_RUNS'] ?? 1000);
-const SEED = process.env['PROPERTY_SEED'] === undefined ? undefined : Number(process.env['PROPERTY_SEED']);
-const params = { numRuns: RUNS, includeErrorInReport: true, ...(SEED === undefined ? {} : { seed: SEED }) };
+const params = propertyParams(1000);
+const RUNS = params.numRuns;
 const converter = createSymphonyMimeConverter();
+const dir = mkdtempSync(join(tmpdir(), 'convert-property-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 // ---- arbitraries ------------------------------------------------------------------------------------------
 
@@ -137,11 +145,32 @@ function serialise(n: unknown): string {
   return `<${el.tag}${attrs}>${inner}</${el.tag}>`;
 }
 
+/** Images of every kind `src` takes: remote, relative, `cid:`, `data:` of any type, broken base64. */
+const image = fc
+  .tuple(
+    fc.constantFrom(
+      ...URLS,
+      'cid:x@evil.example',
+      'eur-5y.png',
+      'data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==',
+      'data:image/jpeg;base64,not base64 at all!',
+      'data:image/webp;base64,',
+    ),
+    fc.option(text, { nil: undefined }),
+  )
+  .map(([src, alt]) => `<img src="${src.replace(/"/g, '&quot;')}"${alt === undefined ? '' : ` alt='${alt}'`}/>`);
+
+/** Nesting far past MAX_DEPTH (reliability.md §3 row 15), closed or not. */
+const deep = fc
+  .tuple(fc.constantFrom(...TAGS), fc.integer({ min: 60, max: 1500 }), text, fc.boolean())
+  .map(([tag, n, t, close]) => `<${tag}>`.repeat(n) + t + (close ? `</${tag}>`.repeat(n) : ''));
+
+const fragment = fc.oneof({ weight: 6, arbitrary: node.map(serialise) }, image, { weight: 1, arbitrary: deep });
 const markup = fc.oneof(
   fc
-    .array(node, { maxLength: 5 })
-    .map((ns) => `<div data-format="PresentationML" data-version="2.0">${ns.map(serialise).join('')}</div>`),
-  fc.array(node, { maxLength: 5 }).map((ns) => ns.map(serialise).join('')),
+    .array(fragment, { maxLength: 5 })
+    .map((ns) => `<div data-format="PresentationML" data-version="2.0">${ns.join('')}</div>`),
+  fc.array(fragment, { maxLength: 5 }).map((ns) => ns.join('')),
   text,
 );
 
@@ -177,6 +206,35 @@ const entity = fc.oneof(
     data: fc.record({ unicode: text, shortcode: text, annotation: text }, { requiredKeys: [] }),
   }),
   fc.record({ type: fc.constant('com.symphony.media.image'), url: fc.oneof(fc.constantFrom(...URLS), text) }),
+  fc.record({
+    type: fc.constant('com.symphony.media.video'),
+    format: fc.oneof(fc.constantFrom('youtube', 'vimeo'), text),
+    url: fc.oneof(fc.constantFrom(...URLS), text),
+    id: text,
+  }),
+  fc.record(
+    {
+      type: fc.constant('com.symphony.article'),
+      title: text,
+      subTitle: text,
+      blurb: text,
+      date: fc.oneof(fc.integer(), text),
+      publisher: text,
+      author: text,
+      thumbnail: fc.oneof(fc.constantFrom(...URLS), text),
+      href: fc.oneof(fc.constantFrom(...URLS), text),
+      id: text,
+    },
+    { requiredKeys: ['type'] },
+  ),
+  fc.record({
+    type: fc.constant('fdc3.entity.action'),
+    label: text,
+    actionData: fc.oneof(
+      fc.record({ intent: text, context: fc.record({ type: text, name: text, id: fc.dictionary(text, text) }) }),
+      fc.jsonValue({ maxDepth: 2 }),
+    ),
+  }),
   fc.record({
     type: fc.constant('org.symphonyoss'),
     data: fc.record({ type: fc.constant('org.symphonyoss.datetime'), value: text }),
@@ -256,17 +314,24 @@ const attachment = fc.record({
   content: fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)),
 });
 
+/** Absent, or null as the agent sends an empty field (symphony-api.md §4.3 sample). */
+const nullable = <T>(arb: fc.Arbitrary<T>) => fc.oneof(fc.constant(undefined), fc.constant(null), arb);
+
 const baseMessage = fc.record({
   messageId: symphonyId,
   timestamp,
   message: fc.option(markup, { nil: null }),
   data,
-  disclaimer: optional(text),
-  parentMessageId: optional(symphonyId),
-  replacing: optional(symphonyId),
-  initialMessageId: optional(symphonyId),
-  replacedBy: optional(symphonyId),
-  attachments: optional(fc.array(fc.record({ id: symphonyId, name: text, size: fc.nat() }), { maxLength: 2 })),
+  disclaimer: nullable(text),
+  diagnostic: nullable(text),
+  parentMessageId: nullable(symphonyId),
+  replacing: nullable(symphonyId),
+  initialMessageId: nullable(symphonyId),
+  initialTimestamp: nullable(timestamp),
+  replacedBy: nullable(symphonyId),
+  attachments: nullable(
+    fc.array(fc.oneof(fc.record({ id: symphonyId, name: text, size: fc.nat() }), fc.constant(null)), { maxLength: 2 }),
+  ),
 });
 
 const input: fc.Arbitrary<ConvertInput> = fc
@@ -299,12 +364,18 @@ const input: fc.Arbitrary<ConvertInput> = fc
   })
   .map((g) => {
     const message: V4Message = {
-      ...(g.message as Omit<V4Message, 'user' | 'stream'>),
-      user: { userId: g.sender.userId, displayName: g.sender.displayName ?? null, email: g.sender.email ?? null },
-      stream: { streamId: g.stream.id, streamType: g.stream.type, roomName: g.stream.name ?? null },
-      ...(g.shared
-        ? { sharedMessage: { ...g.shared, user: { userId: 1 }, stream: { streamId: 'x' } } as V4Message }
-        : {}),
+      ...(g.message as unknown as Omit<V4Message, 'user' | 'stream'>),
+      user: {
+        userId: g.sender.userId,
+        displayName: g.sender.displayName ?? null,
+        email: g.sender.email ?? null,
+        firstName: null,
+        lastName: null,
+      },
+      stream: { streamId: g.stream.id, streamType: g.stream.type, roomName: g.stream.name ?? null, members: null },
+      sharedMessage: g.shared
+        ? ({ ...g.shared, user: { userId: 1 }, stream: { streamId: 'x' } } as unknown as V4Message)
+        : null,
     };
     const result: ConvertInput = {
       message,
@@ -343,6 +414,36 @@ function addresses(a: AddressObject | AddressObject[] | undefined): { name: stri
   );
 }
 
+/** Header fields a MIME part may have: the converter writes these and no others. */
+const PART_HEADERS = new Set([
+  'content-type',
+  'content-transfer-encoding',
+  'content-disposition',
+  'content-id',
+  'x-symphony-attachment-id',
+]);
+// eslint-disable-next-line no-control-regex
+const UNSAFE_IN_HEADER = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+
+let files = 0;
+/** The same input with its attachments in files, as the pipeline streams large ones (mime-stream.ts). */
+function inFiles(i: ConvertInput): ConvertInput {
+  return {
+    ...i,
+    attachments: i.attachments.map((a) => {
+      const path = join(dir, `a${files++}`);
+      writeFileSync(path, a.content as Buffer);
+      return { ...a, content: { path, size: (a.content as Buffer).length } };
+    }),
+  };
+}
+
+async function collect(chunks: AsyncIterable<Buffer>): Promise<Buffer> {
+  const out: Buffer[] = [];
+  for await (const c of chunks) out.push(c);
+  return Buffer.concat(out);
+}
+
 async function checkInvariants(i: ConvertInput): Promise<void> {
   let item;
   try {
@@ -370,6 +471,11 @@ async function checkInvariants(i: ConvertInput): Promise<void> {
   );
   const again = await converter.convert(i);
   assert.ok(again.raw.equals(raw), 'same input, same bytes');
+  if (i.attachments.length > 0) {
+    const streamed = await converter.convertStreamed(inFiles(i));
+    assert.equal(streamed.size, raw.length, 'streamed size');
+    assert.ok((await collect(streamed.chunks())).equals(raw), 'streamed from files, the same bytes');
+  }
 
   const head = raw.toString('latin1', 0, raw.indexOf('\r\n\r\n'));
   for (const w of head.match(/=\?[^?\s]+\?[QB]\?[^?\s]*\?=/g) ?? []) assert.ok(w.length <= 75, `encoded word ${w}`);
@@ -378,7 +484,7 @@ async function checkInvariants(i: ConvertInput): Promise<void> {
   for (const n of ONCE) assert.equal(names.filter((x) => x === n).length, 1, `${n} exactly once`);
   assert.equal(new Set(names).size, names.length, 'no header field twice');
 
-  const mail = await simpleParser(raw);
+  const mail = await simpleParser(raw, { keepCidLinks: true });
   assert.equal(mail.messageId, `<${item.messageId}>`);
   assert.match(item.messageId, /^sym\.[a-z0-9]+@archive\.example\.com$/);
   const from = addresses(mail.from);
@@ -390,12 +496,24 @@ async function checkInvariants(i: ConvertInput): Promise<void> {
     'mail.date instanceof Date && !Number.isNaN(mail.date.getTime())',
   );
   assert.ok(addresses(mail.to).length >= 1, 'addresses(mail.to).length >= 1');
+  for (const shown of [mail.subject ?? '', ...[...addresses(mail.from), ...addresses(mail.to)].map((a) => a.name)]) {
+    assert.doesNotMatch(shown, UNSAFE_IN_HEADER, `no control or bidi override in ${JSON.stringify(shown)}`);
+  }
 
   const html = typeof mail.html === 'string' ? mail.html : '';
   assert.equal(unsafeHtml(html), undefined);
+  assert.deepEqual(
+    danglingCids(
+      html,
+      mail.attachments.map((a) => a.cid),
+    ),
+    [],
+    'every cid: image the HTML shows is a part of the message',
+  );
   const last = mail.attachments[mail.attachments.length - 1];
   assert.equal(last?.filename, SOURCE_ATTACHMENT_NAME);
   for (const a of mail.attachments) {
+    for (const h of a.headers.keys()) assert.ok(PART_HEADERS.has(h), `part header ${h}`);
     assert.ok(
       // eslint-disable-next-line no-control-regex
       a.filename && !/[/\\\u0000-\u001f\u202a-\u202e\u2066-\u2069]/.test(a.filename),

@@ -10,7 +10,15 @@ import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
 import { createSymphonyMimeConverter, SOURCE_ATTACHMENT_NAME } from '../../src/convert/index.ts';
 import type { ConvertInput, ConvertedItem } from '../../src/convert/index.ts';
 import { messageIdFor } from '../../src/core/ids.ts';
-import { OPTIONS, assertWireFormat, countHeader, fixtureNames, loadFixture, unsafeHtml } from './helpers.ts';
+import {
+  OPTIONS,
+  assertWireFormat,
+  countHeader,
+  danglingCids,
+  fixtureNames,
+  loadFixture,
+  unsafeHtml,
+} from './helpers.ts';
 
 const converter = createSymphonyMimeConverter();
 
@@ -26,7 +34,7 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 async function convertFixture(name: string): Promise<{ input: ConvertInput; item: ConvertedItem; mail: ParsedMail }> {
   const input = loadFixture(name);
   const item = await converter.convert(input);
-  return { input, item, mail: await simpleParser(item.raw) };
+  return { input, item, mail: await simpleParser(item.raw, { keepCidLinks: true }) };
 }
 
 /** What each fixture must show after parsing: subject, text and HTML fragments, threading. */
@@ -106,15 +114,59 @@ const EXPECT: Record<
   'expandable-card': {
     subject: '[Symphony] Rates Desk EMEA',
     text: ['| Trade ticket 4711', '(expandable card, shown collapsed in Symphony)', '| (error)', 'shown cropped'],
+    html: ['<blockquote><div><h3>Trade ticket 4711</h3></div>', '<p><i>(error)</i></p>'],
   },
   image: {
     subject: '[Symphony] Rates Desk EMEA',
     text: [
       '[image: EUR 5y curve] (https://charts.bank.example/eur-5y.png)',
-      '[image: pixel, attached as image-1.png]',
-      'chart (https://charts.bank.example/eur-10y.png)',
+      '[image: pixel, image-1.png]',
+      'chart [image] (https://charts.bank.example/eur-10y.png)',
+      '- image-1.png (68 bytes, shown inline)',
     ],
-    html: ['<a href="https://charts.bank.example/eur-5y.png" rel="noopener noreferrer">[image: EUR 5y curve]</a>'],
+    html: [
+      '<a href="https://charts.bank.example/eur-5y.png" rel="noopener noreferrer">[image: EUR 5y curve]</a>',
+      '<img src="cid:image-1.png.sym.6105d6cc76af400325e94d588ce511be5bfdbb73b437dc51ec@archive.example.com" alt="pixel" />',
+    ],
+  },
+  'inline-image': {
+    subject: '[Symphony] Rates Desk EMEA',
+    text: ['[image: blotter, image-1.gif]', '- curve.png (68 bytes)\n- confirm 4711.pdf (98 bytes)'],
+    html: ['alt="blotter" />', 'alt="image-2.png" />'],
+  },
+  'legacy-entities': {
+    subject: '[Symphony] Chat: Reed Feldman (SUP), User Name',
+    text: [
+      'Message content. With @user name <user.name@symphony.com>, $ticker (Ticker: ibm), and #keyword ' +
+        '(hashtag: #unexpected).',
+    ],
+  },
+  'bot-null-fields': { subject: '[Symphony] Chat: Alice Martin, bot-name', text: ['----------\n\nHello, World!\n'] },
+  video: {
+    subject: '[Symphony] Rates Desk EMEA',
+    text: ['[YouTube video aqz-KE-bpKQ] (https://youtu.be/aqz-KE-bpKQ)'],
+    html: ['<a href="https://vimeo.com/76979871" rel="noopener noreferrer">Desk briefing [Vimeo video]</a>'],
+  },
+  article: {
+    subject: '[Symphony] Rates Desk EMEA',
+    text: ['| What the swaps curve says about June', '| [thumbnail] (https://research.bank.example/thumbs/ecb.png)'],
+    html: ['<p><i>What the swaps curve says about June</i></p>', 'alt="thumbnail" />'],
+  },
+  'fdc3-action': {
+    subject: '[Symphony] Rates Desk EMEA',
+    text: ['This is a FDC3 action button:\n[Action button "View a chart": raises intent ViewChart'],
+  },
+  'elements-room-selector': {
+    subject: '[Symphony] Rates Desk EMEA',
+    text: [/Create Alert +\| submit_button +\| Button \(action\)/],
+  },
+  'elements-table-select': {
+    subject: '[Symphony] Rates Desk EMEA',
+    text: [
+      '[ ] (tablesel-header) | Tenor  | Bid        | Ask',
+      'Source | Rates Desk | EMEA  | [SELECT] (tablesel-footer)',
+      /Execute +\| execute +\| Button \(action\)/,
+    ],
   },
   'elements-form': {
     subject: '[Symphony] Rates Desk EMEA',
@@ -209,8 +261,15 @@ describe('round trip through mailparser', () => {
       const html = typeof mail.html === 'string' ? mail.html : '';
       for (const h of expect.html ?? []) assert.ok(html.includes(h), `html has ${JSON.stringify(h)}:\n${html}`);
       assert.equal(unsafeHtml(html), undefined);
+      assert.deepEqual(
+        danglingCids(
+          html,
+          mail.attachments.map((a) => a.cid),
+        ),
+        [],
+      );
 
-      // Attachments: the provided files byte for byte, then inline images, then the source JSON.
+      // Attachments: inline images, the provided files byte for byte, then the source JSON.
       const names = mail.attachments.map((a) => a.filename);
       assert.equal(names[names.length - 1], SOURCE_ATTACHMENT_NAME);
       for (const a of input.attachments) {
@@ -242,13 +301,44 @@ describe('round trip through mailparser', () => {
     );
   });
 
-  it('turns a data: image into an attachment and never puts an <img> in the HTML', async () => {
+  it('shows a data: image inline: a multipart/related part by Content-ID, an <img> by cid: (RFC 2387, 2392)', async () => {
+    const { item, mail } = await convertFixture('inline-image');
+    const raw = item.raw.toString('latin1');
+    // multipart/alternative [ text/plain, multipart/related [ text/html, image/gif, image/png ] ], then the files.
+    const order = [
+      /Content-Type: multipart\/mixed;/,
+      /Content-Type: multipart\/alternative;/,
+      /Content-Type: text\/plain;/,
+      /Content-Type: multipart\/related; type="text\/html";/,
+      /Content-Type: text\/html;/,
+      /Content-Type: image\/gif; name=image-1\.gif\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: inline; filename=image-1\.gif\r\nContent-ID:/,
+      /Content-Type: image\/png; name=image-2\.png/,
+      /Content-Type: image\/png; name=curve\.png\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment;/,
+      /Content-Type: application\/pdf;/,
+      /Content-Type: application\/json;/,
+    ];
+    let at = 0;
+    for (const re of order) {
+      const m = re.exec(raw.slice(at));
+      assert.ok(m, `${String(re)} after offset ${at}`);
+      at += m.index + m[0].length;
+    }
+    const gif = mail.attachments.find((a) => a.filename === 'image-1.gif');
+    assert.ok(gif?.cid && gif.related, 'the GIF is a related part with a Content-ID');
+    assert.equal(gif.content.subarray(0, 6).toString('latin1'), 'GIF89a');
+    assert.ok(String(mail.html).includes(`<img src="cid:${gif.cid}" alt="blotter" />`));
+    const curve = mail.attachments.find((a) => a.filename === 'curve.png');
+    assert.ok(curve && !curve.cid && !curve.related, 'an image file the markup does not show stays an attachment');
+  });
+
+  it('never loads a remote image: a URL in img src or an image entity becomes a link', async () => {
     const { mail } = await convertFixture('image');
-    const image = mail.attachments.find((a) => a.filename === 'image-1.png');
-    assert.ok(image, 'image');
-    assert.equal(image.contentType, 'image/png');
-    assert.equal(image.content.subarray(1, 4).toString('latin1'), 'PNG');
-    assert.doesNotMatch(String(mail.html), /<img/i);
+    const html = String(mail.html);
+    assert.doesNotMatch(html, /<img[^>]+src="(?!cid:)/);
+    assert.match(
+      html,
+      /<a href="https:\/\/charts\.bank\.example\/eur-10y\.png" rel="noopener noreferrer">chart \[image\]<\/a>/,
+    );
   });
 
   it('keeps every header a hostile sender tried to inject inside its own field', async () => {

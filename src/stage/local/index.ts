@@ -141,13 +141,21 @@ export class LocalStager implements Stager {
     await rm(file.path, { force: true });
   }
 
-  async get(ref: string): Promise<Buffer | StagedFile> {
+  get(ref: string): Promise<Buffer | StagedFile> {
+    return this.#read(ref, STAGED_IN_MEMORY_MAX);
+  }
+
+  file(ref: string): Promise<StagedFile> {
+    return this.#read(ref, -1) as Promise<StagedFile>;
+  }
+
+  async #read(ref: string, inMemoryMax: number): Promise<Buffer | StagedFile> {
     try {
       const path = this.#path(ref);
       const { size } = await stat(path);
       const hash = createHash('sha256');
       let raw: Buffer | undefined;
-      if (size <= STAGED_IN_MEMORY_MAX) hash.update((raw = await readFile(path)));
+      if (size <= inMemoryMax) hash.update((raw = await readFile(path)));
       else for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) hash.update(chunk);
       if (hash.digest('hex') !== ref) throw new AppError('ERR_STAGE_IO', `staged item ${ref} does not match its hash`);
       return raw ?? { ref, path, size };

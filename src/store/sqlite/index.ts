@@ -15,6 +15,9 @@ import type {
   StateStore,
   StoredCheckpoint,
   StoredEvent,
+  TranscriptDay,
+  TranscriptEntryRow,
+  TranscriptRow,
 } from '../state-store.ts';
 import { migrate } from './migrate.ts';
 
@@ -161,6 +164,30 @@ export class SqliteStateStore implements StateStore {
          ON CONFLICT (connector_id) DO UPDATE SET kind = excluded.kind, feed_id = excluded.feed_id,
            ack_id = excluded.ack_id, updated_at = excluded.updated_at`,
       ),
+      putEntry: db.prepare(
+        `INSERT INTO transcript_entries (connector_id, stream_id, item_id, day, ts, mailboxes, entry)
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      ),
+      markDay: db.prepare(
+        `INSERT INTO transcript_days (connector_id, stream_id, day) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+      ),
+      clearDay: db.prepare(`DELETE FROM transcript_days WHERE connector_id = ? AND stream_id = ? AND day = ?`),
+      openDays: db.prepare(
+        `SELECT stream_id AS streamId, day FROM transcript_days WHERE connector_id = ? ORDER BY day, stream_id`,
+      ),
+      entriesOf: db.prepare(
+        `SELECT stream_id AS streamId, day, item_id AS itemId, ts, mailboxes, entry FROM transcript_entries
+         WHERE connector_id = ? AND stream_id = ? AND day = ? ORDER BY ts, item_id`,
+      ),
+      hasEntry: db.prepare(`SELECT 1 FROM transcript_entries WHERE connector_id = ? AND stream_id = ? AND item_id = ?`),
+      putTranscript: db.prepare(
+        `INSERT INTO transcripts (connector_id, stream_id, day, item_id, revision, message_id, entries, mailboxes, built_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      ),
+      transcriptsOf: db.prepare(
+        `SELECT stream_id AS streamId, day, item_id AS itemId, revision, message_id AS messageId, entries, mailboxes
+         FROM transcripts WHERE connector_id = ? AND stream_id = ? AND day = ? ORDER BY revision, item_id`,
+      ),
       ledgerOf: db.prepare(`SELECT * FROM ledger WHERE connector_id = ? AND message_id = ?`),
       planRow: db.prepare(
         `INSERT INTO ledger (connector_id, message_id, mailbox, stream_id, message_ts, status, user_id, staged_ref, receipt, reason, attempts, run_id, updated_at)
@@ -273,6 +300,34 @@ export class SqliteStateStore implements StateStore {
     return out;
   }
 
+  async transcriptDays(connectorId: string): Promise<TranscriptDay[]> {
+    return this.#stmts.openDays!.all(connectorId) as TranscriptDay[];
+  }
+
+  async transcriptEntries(connectorId: string, day: TranscriptDay): Promise<TranscriptEntryRow[]> {
+    const rows = this.#stmts.entriesOf!.all(connectorId, day.streamId, day.day) as (Omit<
+      TranscriptEntryRow,
+      'mailboxes'
+    > & { mailboxes: string })[];
+    return rows.map((r) => ({ ...r, mailboxes: JSON.parse(r.mailboxes) as string[] }));
+  }
+
+  async transcriptItems(connectorId: string, streamId: string, itemIds: readonly string[]): Promise<Set<string>> {
+    return new Set(itemIds.filter((id) => this.#stmts.hasEntry!.get(connectorId, streamId, id) !== undefined));
+  }
+
+  async transcripts(connectorId: string, day: TranscriptDay): Promise<TranscriptRow[]> {
+    const rows = this.#stmts.transcriptsOf!.all(connectorId, day.streamId, day.day) as (Omit<
+      TranscriptRow,
+      'entries' | 'mailboxes'
+    > & { entries: string; mailboxes: string })[];
+    return rows.map((r) => ({
+      ...r,
+      entries: JSON.parse(r.entries) as string[],
+      mailboxes: JSON.parse(r.mailboxes) as string[],
+    }));
+  }
+
   async plan(connectorId: string, runId: number, rows: readonly LedgerRow[]): Promise<void> {
     if (!rows.length) return;
     const t = now();
@@ -302,6 +357,32 @@ export class SqliteStateStore implements StateStore {
         const { kind, feedId, ackId } = page.feed;
         this.#stmts.putFeed!.run(connectorId, kind, feedId ?? null, ackId, t);
       }
+      for (const e of page.transcriptEntries ?? []) {
+        const added = this.#stmts.putEntry!.run(
+          connectorId,
+          e.streamId,
+          e.itemId,
+          e.day,
+          e.ts,
+          JSON.stringify(e.mailboxes),
+          e.entry,
+        );
+        if (added.changes) this.#stmts.markDay!.run(connectorId, e.streamId, e.day);
+      }
+      for (const x of page.transcripts ?? []) {
+        this.#stmts.putTranscript!.run(
+          connectorId,
+          x.streamId,
+          x.day,
+          x.itemId,
+          x.revision,
+          x.messageId,
+          JSON.stringify(x.entries),
+          JSON.stringify(x.mailboxes),
+          t,
+        );
+      }
+      for (const d of page.transcribedDays ?? []) this.#stmts.clearDay!.run(connectorId, d.streamId, d.day);
       if (page.checkpoint) {
         const { streamId, cursor, drainedThrough } = page.checkpoint;
         this.#stmts.setCheckpoint!.run(connectorId, streamId, cursor.ts, cursor.count, drainedThrough ?? null, t);
