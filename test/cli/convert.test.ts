@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +8,7 @@ import { simpleParser, type AddressObject } from 'mailparser';
 import { convertCommand, type ConvertCommandOptions } from '../../src/cli/commands/convert.ts';
 import { isAppError } from '../../src/core/errors.ts';
 import { idToken } from '../../src/core/ids.ts';
+import { runCli as cli } from '../helpers/cli.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const FIXTURE_DIR = join(ROOT, 'test/fixtures/convert/');
@@ -20,22 +20,6 @@ interface Fixture {
 }
 const fixture = JSON.parse(readFileSync(join(FIXTURE_DIR, 'room-plain.json'), 'utf8')) as Fixture;
 const MESSAGE_ID = fixture.message.messageId;
-
-/** Runs the CLI from source, as `symphony-archiver ARGS`. */
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 const addresses = (a: AddressObject | AddressObject[] | undefined) =>
   (Array.isArray(a) ? a : a ? [a] : []).flatMap((o) => o.value.map((v) => v.address)).sort();
