@@ -744,15 +744,10 @@ export class ArchiveCycle {
       if (open.length) toStage.push({ m, converted, open, mailboxes, existing });
     }
 
-    // Items built in memory are staged whole; the others are written out as they are produced, from the scratch
-    // files of their attachments, which are no longer needed once every item of the batch is staged.
+    // The scratch files of attachments are no longer needed once every item of the batch is staged.
     let staged: { ref: string; content: DeliveryItem['content'] }[];
     try {
-      staged = await mapLimit(toStage, this.#d.concurrency, async ({ converted }) => {
-        if (converted.raw) return { ref: await stager.put(converted.raw), content: converted.raw };
-        const file = await stager.putStream(converted.chunks());
-        return { ref: file.ref, content: file };
-      });
+      staged = await mapLimit(toStage, this.#d.concurrency, ({ converted }) => this.#stage(converted));
     } finally {
       await this.#release(messages);
     }
@@ -790,6 +785,13 @@ export class ArchiveCycle {
     const keep = new Set(delivered.rows.filter((r) => !settledInFull(r)).map((r) => r.messageId));
     for (const [id, ref] of stagedRefs) if (!keep.has(id)) await stager.remove(ref);
     this.#progress();
+  }
+
+  /** Items built in memory are staged whole; the others are written out from their attachment files as produced. */
+  async #stage(converted: StreamedItem): Promise<{ ref: string; content: DeliveryItem['content'] }> {
+    if (converted.raw) return { ref: await this.#d.stager.put(converted.raw), content: converted.raw };
+    const file = await this.#d.stager.putStream(converted.chunks());
+    return { ref: file.ref, content: file };
   }
 
   #quarantine(m: ArchiveItem, err: unknown, quarantined: QuarantineRow[], events: RunEvent[]): void {
@@ -923,9 +925,7 @@ export class ArchiveCycle {
     const open = plan.mailboxes.filter((mb) => !TERMINAL.has(ledger?.get(mb)?.status ?? ''));
     let staged: { ref: string; content: DeliveryItem['content'] } | undefined;
     if (open.length) {
-      staged = converted.raw
-        ? { ref: await stager.put(converted.raw), content: converted.raw }
-        : await stager.putStream(converted.chunks()).then((file) => ({ ref: file.ref, content: file }));
+      staged = await this.#stage(converted);
       await stager.flush();
     }
     const item: DeliveryItem | undefined = staged && {
